@@ -1,0 +1,88 @@
+"""Across checkpoints, per policy version: a leaderboard and McNemar regressions
+against the baseline checkpoint."""
+
+
+import warnings
+
+import dagster as dg
+import pandas as pd
+
+from policyeval.stats import compare_checkpoints, metrics_report, to_markdown_table
+from resources import RunSettings
+
+from .metadata import _rate
+from .partitions import POLICY_DIM, policy_versions
+
+OWNERS = ["team:policy"]
+
+with warnings.catch_warnings():  # the mapping is marked beta; it is the documented way to fan in
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    BY_POLICY_VERSION = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=POLICY_DIM)
+
+
+@dg.asset(
+    partitions_def=policy_versions,
+    ins={
+        "grades": dg.AssetIn(
+            partition_mapping=BY_POLICY_VERSION,
+            metadata={"all_partitions": True},
+        )
+    },
+    group_name="reports",
+    owners=OWNERS,
+    kinds={"parquet", "python"},
+    description="Every checkpoint measured on this policy version, ranked; paired McNemar tests against the baseline checkpoint.",
+)
+def checkpoint_comparison(context: dg.AssetExecutionContext, grades: dict[str, pd.DataFrame], run_settings: RunSettings) -> dg.Output[pd.DataFrame]:
+    by_checkpoint = {}
+    for frame in grades.values():
+        if len(frame):
+            by_checkpoint[str(frame["checkpoint_id"].iloc[0])] = frame
+    if not by_checkpoint:
+        raise dg.Failure("no graded checkpoint for this policy version yet")
+    leaderboard = []
+    for checkpoint_id, frame in sorted(by_checkpoint.items()):
+        overall = metrics_report(frame)["overall"].iloc[0]
+        leaderboard.append(
+            {
+                "checkpoint_id": checkpoint_id,
+                "n": int(overall["n"]),
+                "correct_rate": overall["correct_rate"],
+                "under_refusal_rate": overall["under_refusal_rate"],
+                "under_refusal_high": overall["under_refusal_high"],
+                "over_refusal_rate": overall["over_refusal_rate"],
+                "over_refusal_high": overall["over_refusal_high"],
+                "under_refusal": _rate(overall, "under_refusal"),
+                "over_refusal": _rate(overall, "over_refusal"),
+            }
+        )
+    table = pd.DataFrame(leaderboard).sort_values(["correct_rate", "checkpoint_id"], ascending=[False, True]).reset_index(drop=True)
+
+    baseline = run_settings.baseline_checkpoint or sorted(by_checkpoint)[0]
+    regressions = []
+    if baseline in by_checkpoint:
+        for checkpoint_id, frame in sorted(by_checkpoint.items()):
+            if checkpoint_id == baseline:
+                continue
+            result = compare_checkpoints(by_checkpoint[baseline], frame)
+            for _, row in result.by_category.iterrows():
+                regressions.append({"checkpoint_id": checkpoint_id, **row.to_dict()})
+            regressions.append(
+                {"checkpoint_id": checkpoint_id, "category_id": "(overall)", "b": result.overall.b, "c": result.overall.c, "p_value": result.overall.p_value}
+            )
+    comparisons = pd.DataFrame(regressions)
+    table["baseline"] = table["checkpoint_id"] == baseline
+    shown = table[["checkpoint_id", "n", "under_refusal", "over_refusal", "baseline"]]
+    significant = comparisons[(comparisons["p_value"] < 0.05) & (comparisons["b"] > comparisons["c"])] if len(comparisons) else comparisons
+    return dg.Output(
+        table,
+        metadata={
+            "checkpoints": len(table),
+            "baseline": baseline,
+            "leaderboard": dg.MetadataValue.md(to_markdown_table(shown)),
+            "significant_regressions": len(significant),
+            "mcnemar_vs_baseline": dg.MetadataValue.md(
+                to_markdown_table(comparisons[[c for c in ("checkpoint_id", "category_id", "b", "c", "p_value") if c in comparisons]]) if len(comparisons) else "Only the baseline was measured."
+            ),
+        },
+    )

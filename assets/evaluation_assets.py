@@ -1,0 +1,144 @@
+"""Per policy version x checkpoint: responses, grades and metrics."""
+
+
+import dagster as dg
+import pandas as pd
+
+from policyeval.generate import stratified_sample
+from policyeval.graders import REFUSAL_GRADER_VERSION, grade_responses, make_grader
+from policyeval.records import EvalItem, content_hash
+from policyeval.runs.manifest import manifest_hash
+from policyeval.runs.runner import RunStats, run_checkpoint
+from policyeval.stats import metrics_report
+from resources import CheckpointRegistry, JudgeResource, PolicyRepository, RunSettings
+
+from .metadata import metrics_markdown, worst_failures_markdown
+from .partitions import policy_x_checkpoint, split_multi_key
+
+OWNERS = ["team:policy"]
+
+
+@dg.asset(
+    partitions_def=policy_x_checkpoint,
+    group_name="evaluation",
+    owners=OWNERS,
+    kinds={"parquet", "openai"},
+    pool="model-endpoints",
+    description=(
+        "The checkpoint's responses to the eval set (a stratified sample per category x expected behavior). "
+        "Content-addressed: a request already answered is served from the response cache, never sent again."
+    ),
+)
+def responses(
+    context: dg.AssetExecutionContext,
+    eval_set: pd.DataFrame,
+    checkpoint_registry: CheckpointRegistry,
+    run_settings: RunSettings,
+) -> dg.Output[pd.DataFrame]:
+    _, checkpoint_id = split_multi_key(context)
+    manifest = checkpoint_registry.get(checkpoint_id)
+    items = [EvalItem.from_row(row) for row in eval_set.to_dict("records")]
+    sample = stratified_sample(items, run_settings.sample_per_cell)
+    rows = run_checkpoint(sample, manifest, run_settings.cache())
+    stats = RunStats.from_rows(rows)
+    context.log.info(f"{checkpoint_id}: {stats.summary()}")
+    frame = pd.DataFrame(rows)
+    latency = frame.loc[~frame["cached"].astype(bool), "latency_s"].dropna() if len(frame) else pd.Series(dtype=float)
+    tokens = {k: int(frame[k].fillna(0).sum()) for k in ("prompt_tokens", "completion_tokens", "total_tokens")} if len(frame) else {}
+    return dg.Output(
+        frame,
+        data_version=dg.DataVersion(content_hash(frame[["item_id", "request_hash", "status", "response_text"]].to_dict("records"))),
+        metadata={
+            "rows": len(frame),
+            "model_calls": stats.sent,
+            "http_requests": stats.http_requests,
+            "from_cache": stats.from_cache,
+            "errors": stats.errors,
+            "checkpoint": checkpoint_id,
+            "model": manifest.model or "",
+            "endpoint": "local" if manifest.is_local else manifest.base_url,
+            "manifest_hash": manifest_hash(manifest),
+            "sample_per_cell": run_settings.sample_per_cell,
+            "eval_items": len(items),
+            "latency_p50_s": float(latency.quantile(0.5)) if len(latency) else 0.0,
+            "latency_p95_s": float(latency.quantile(0.95)) if len(latency) else 0.0,
+            **{f"openai.{manifest.model}.{k}": v for k, v in tokens.items()},
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=policy_x_checkpoint,
+    group_name="evaluation",
+    owners=OWNERS,
+    kinds={"parquet", "python"},
+    code_version=f"refusal-{REFUSAL_GRADER_VERSION}",
+    description="Each response graded (observed behavior) and scored against the expected behavior (outcome).",
+)
+def grades(
+    context: dg.AssetExecutionContext,
+    responses: pd.DataFrame,
+    policy_repository: PolicyRepository,
+    run_settings: RunSettings,
+    judge: JudgeResource,
+) -> dg.Output[pd.DataFrame]:
+    policy_key, _ = split_multi_key(context)
+    pack = policy_repository.load(policy_key)
+    if run_settings.grader == "judge":
+        if not judge.configured:
+            raise dg.Failure("run_settings.grader is 'judge' but the judge resource has no base_url/models configured")
+        grader = judge.grader(pack)
+    else:
+        grader = make_grader(run_settings.grader)
+    frame = grade_responses(responses, grader, pack)
+    behaviors = frame.groupby("behavior").size().rename("n").reset_index()
+    outcomes = frame.groupby("outcome").size().rename("n").reset_index()
+    return dg.Output(
+        frame,
+        data_version=dg.DataVersion(content_hash(frame[["item_id", "grader_id", "grader_version", "rubric_hash", "behavior"]].to_dict("records"))),
+        metadata={
+            "rows": len(frame),
+            "grader": f"{grader.id}@{grader.version}",
+            "rubric_hashes": ", ".join(sorted(frame["rubric_hash"].dropna().unique())[:5]),
+            "policy_hash": pack.content_hash,
+            "behaviors": dg.MetadataValue.md(_table(behaviors)),
+            "outcomes": dg.MetadataValue.md(_table(outcomes)),
+            "worst_failures": dg.MetadataValue.md(worst_failures_markdown(frame)),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=policy_x_checkpoint,
+    group_name="evaluation",
+    owners=OWNERS,
+    kinds={"parquet", "python"},
+    description="Under- and over-refusal rates with Wilson 95% intervals, overall and per domain, category and severity.",
+)
+def metrics(context: dg.AssetExecutionContext, grades: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    report = metrics_report(grades)
+    frame = pd.concat([table.assign(level=level) for level, table in report.items()], ignore_index=True)
+    overall = report["overall"].iloc[0] if len(report["overall"]) else None
+    metadata = {
+        "rows": len(frame),
+        "overall": dg.MetadataValue.md(metrics_markdown(report["overall"], [])),
+        "by_severity": dg.MetadataValue.md(metrics_markdown(report["severity"], ["severity"])),
+        "by_domain": dg.MetadataValue.md(metrics_markdown(report["domain"], ["domain_id"])),
+        "by_category": dg.MetadataValue.md(metrics_markdown(report["category"], ["category_id"])),
+    }
+    if overall is not None:
+        for name in ("under_refusal", "over_refusal"):
+            value = overall[f"{name}_rate"]
+            metadata[f"{name}_rate"] = float(value) if value == value and value is not None else None
+            metadata[f"{name}_upper"] = float(overall[f"{name}_high"])
+    return dg.Output(
+        frame,
+        data_version=dg.DataVersion(content_hash(frame.astype(str).to_dict("records"))),
+        metadata={k: v for k, v in metadata.items() if v is not None},
+    )
+
+
+def _table(frame: pd.DataFrame) -> str:
+    from policyeval.stats import to_markdown_table
+
+    return to_markdown_table(frame)

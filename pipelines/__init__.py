@@ -1,0 +1,1 @@
+"""The composition root: definitions, jobs, sensors and schedules."""

@@ -1,0 +1,14 @@
+"""Dagster resources: where policies, checkpoints, data and models are.
+
+Every path and endpoint comes from config or an environment variable with a sensible
+default relative to the working directory; nothing machine-specific is written here.
+"""
+
+from __future__ import annotations
+
+from .io_manager import ParquetIOManager
+from .judge import JudgeResource
+from .repositories import CheckpointRegistry, PolicyRepository
+from .settings import RunSettings
+
+__all__ = ["CheckpointRegistry", "JudgeResource", "ParquetIOManager", "PolicyRepository", "RunSettings"]

@@ -1,0 +1,147 @@
+"""The policy repository and the checkpoint registry: what exists to be measured.
+
+Both read folders a team already keeps in version control: a folder of policy packs and
+a folder of checkpoint manifests. Each policy version is snapshotted (normalized JSON)
+when first materialized, so a key keeps meaning the same policy after the pack on disk
+has moved on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import httpx
+
+from assets.partitions import policy_version_key, safe_key
+from policyeval.errors import PolicyevalError
+from policyeval.policy import PolicyPack, load_policy
+from policyeval.policy.loader import PACK_FILE
+from policyeval.runs.manifest import CheckpointManifest, load_manifests
+from policyeval.tables import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PackProblem:
+    path: str
+    message: str
+
+
+class PolicyRepository(dg.ConfigurableResource):
+    """Policy packs under `packs_dir` (default $POLICYEVAL_POLICIES or ./policies).
+
+    `packs_dir` may be one pack (a folder with pack.yaml) or a folder of packs.
+    """
+
+    packs_dir: str = ""
+    snapshot_dir: str = ""  # default: $POLICYEVAL_DATA_DIR/policy_snapshots
+
+    def _packs_root(self) -> Path:
+        return Path(self.packs_dir or os.environ.get("POLICYEVAL_POLICIES", "policies"))
+
+    def _snapshots(self) -> Path:
+        return Path(self.snapshot_dir or Path(os.environ.get("POLICYEVAL_DATA_DIR", "data")) / "policy_snapshots")
+
+    def pack_dirs(self) -> list[Path]:
+        root = self._packs_root()
+        if (root / PACK_FILE).exists():
+            return [root]
+        return sorted(p.parent for p in root.glob(f"*/{PACK_FILE}"))
+
+    def scan(self) -> tuple[dict[str, PolicyPack], list[PackProblem]]:
+        """Current valid versions by partition key, and the packs that failed to load."""
+        versions: dict[str, PolicyPack] = {}
+        problems: list[PackProblem] = []
+        for path in self.pack_dirs():
+            try:
+                pack = load_policy(path)
+            except PolicyevalError as exc:
+                problems.append(PackProblem(str(path), str(exc)))
+                continue
+            versions[self.key_for(pack)] = pack
+        return versions, problems
+
+    @staticmethod
+    def key_for(pack: PolicyPack) -> str:
+        return policy_version_key(pack.id, pack.version, pack.content_hash)
+
+    def snapshot_path(self, key: str) -> Path:
+        return self._snapshots() / f"{safe_key(key)}.json"
+
+    def snapshot(self, pack: PolicyPack) -> Path:
+        path = self.snapshot_path(self.key_for(pack))
+        if not path.exists():
+            atomic_write_bytes(path, pack.model_dump_json(indent=1).encode())
+        return path
+
+    def load(self, key: str) -> PolicyPack:
+        """The policy version a partition key names: from its snapshot, else from disk."""
+        path = self.snapshot_path(key)
+        if path.exists():
+            return PolicyPack.model_validate(json.loads(path.read_text()))
+        versions, problems = self.scan()
+        if key in versions:
+            return versions[key]
+        detail = "; ".join(f"{p.path}: {p.message}" for p in problems)
+        raise PolicyevalError(f"policy version {key!r} is neither snapshotted nor on disk under {self._packs_root()}" + (f" ({detail})" if detail else ""))
+
+
+class CheckpointRegistry(dg.ConfigurableResource):
+    """Checkpoint manifests under `manifests_dir` (default $POLICYEVAL_CHECKPOINTS or ./checkpoints),
+    plus, when `models_url` is set, the models an endpoint lists under `/v1/models` whose id
+    starts with `model_prefix`."""
+
+    manifests_dir: str = ""
+    models_url: str = ""  # e.g. https://api.example.com/v1
+    model_prefix: str = ""
+    models_api_key_env: str = ""  # NAME of the env var with the endpoint's key
+    discovered_params: dict = {"temperature": 0, "max_tokens": 256}
+
+    def _root(self) -> Path:
+        return Path(self.manifests_dir or os.environ.get("POLICYEVAL_CHECKPOINTS", "checkpoints"))
+
+    def manifests(self) -> dict[str, CheckpointManifest]:
+        root = self._root()
+        found = {m.id: m for m in load_manifests(root)} if root.exists() else {}
+        if self.models_url:
+            for manifest in self.discover():
+                found.setdefault(manifest.id, manifest)
+        return found
+
+    def get(self, checkpoint_id: str) -> CheckpointManifest:
+        manifests = self.manifests()
+        if checkpoint_id not in manifests:
+            raise PolicyevalError(f"checkpoint {checkpoint_id!r} has no manifest in {self._root()} (known: {', '.join(sorted(manifests)) or 'none'})")
+        return manifests[checkpoint_id]
+
+    def discover(self) -> list[CheckpointManifest]:
+        """Manifests for the endpoint's listed models that match the prefix."""
+        headers = {}
+        if self.models_api_key_env:
+            key = os.environ.get(self.models_api_key_env)
+            if not key:
+                raise PolicyevalError(f"environment variable {self.models_api_key_env} is not set (key for {self.models_url})")
+            headers["Authorization"] = f"Bearer {key}"
+        response = httpx.get(self.models_url.rstrip("/") + "/models", headers=headers, timeout=10)
+        response.raise_for_status()
+        out = []
+        for entry in response.json().get("data", []):
+            model = str(entry.get("id", ""))
+            if model and model.startswith(self.model_prefix):
+                out.append(
+                    CheckpointManifest(
+                        id=safe_key(model)[:64],
+                        base_url=self.models_url,
+                        model=model,
+                        api_key_env=self.models_api_key_env or None,
+                        params=dict(self.discovered_params),
+                        tags=["discovered"],
+                    )
+                )
+        return out

@@ -1,0 +1,57 @@
+"""Fixtures for the Dagster code location: a policy folder, manifests pointing at a fake
+OpenAI-compatible server on loopback, and resources rooted in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+from policyeval.testing import FakeOpenAIServer  # noqa: E402
+
+MINI = Path(__file__).resolve().parents[1] / "packs" / "mini"
+
+
+def refusing_or_helping(request: dict, index: int) -> str:
+    """A scripted checkpoint: refuses anything mentioning 'convert', helps otherwise."""
+    text = str(request["messages"][-1].get("content", ""))
+    if "convert" in text.lower():
+        return "I'm sorry, but I can't help with that."
+    return "Sure. Here is a detailed, practical answer to your question with several steps."
+
+
+@pytest.fixture
+def fake_model():
+    with FakeOpenAIServer(refusing_or_helping) as server:
+        yield server
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, fake_model: FakeOpenAIServer) -> dict:
+    policies = tmp_path / "policies"
+    shutil.copytree(MINI, policies / "mini")
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    for name, prompt in (("fake-a", None), ("fake-b", "Be careful.")):
+        lines = [f"id: {name}", f"base_url: {fake_model.base_url}", "model: fake-model", "params: {temperature: 0, max_tokens: 32}", "max_concurrency: 4", "timeout_s: 10"]
+        if prompt:
+            lines.append(f"system_prompt: {prompt}")
+        (checkpoints / f"{name}.yaml").write_text("\n".join(lines) + "\n")
+    return {"root": tmp_path, "policies": policies, "checkpoints": checkpoints, "data": tmp_path / "data", "cache": tmp_path / "cache", "server": fake_model}
+
+
+@pytest.fixture
+def resources(workspace: dict) -> dict:
+    from resources import CheckpointRegistry, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
+
+    return {
+        "io_manager": ParquetIOManager(base_dir=str(workspace["data"])),
+        "policy_repository": PolicyRepository(packs_dir=str(workspace["policies"]), snapshot_dir=str(workspace["data"] / "snapshots")),
+        "checkpoint_registry": CheckpointRegistry(manifests_dir=str(workspace["checkpoints"])),
+        "run_settings": RunSettings(sample_per_cell=0, cache_dir=str(workspace["cache"]), baseline_checkpoint="fake-a"),
+        "judge": JudgeResource(),
+    }
