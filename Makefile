@@ -1,12 +1,15 @@
 # Two commands do everything on a fresh machine:
-#   make demo   set up (first time only) and run the main job on the embedded defaults
+#   make run    set up (first time only) and run the main job on the embedded defaults
 #   make test   set up (first time only) and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup run demo ui test bench clean
+
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export GX_ANALYTICS_ENABLED ?= false
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +19,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+run: $(STAMP)
+	$(VENV)/bin/policyeval run
+
 demo: $(STAMP)
 	$(VENV)/bin/policyeval demo
+
+ui: $(STAMP)
+	$(VENV)/bin/dagster dev -w workspace.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -27,4 +36,4 @@ bench: $(STAMP)
 	$(PY) bench/refusal_grader_dev.py
 
 clean:
-	rm -rf $(VENV) .cache data .pytest_cache
+	rm -rf $(VENV) .cache data .pytest_cache .dagster_home

@@ -1,4 +1,8 @@
-"""The one composition root: every asset, check, resource, job, sensor and schedule."""
+"""The one composition root: every asset, check, resource, job, sensor and schedule.
+
+`defs` is what `dagster dev -w workspace.yaml` loads; `build_definitions` lets the
+`policyeval run` command and tests point the same graph at other folders.
+"""
 
 from __future__ import annotations
 
@@ -31,18 +35,26 @@ comparison_job = dg.define_asset_job(
 )
 
 
-def default_resources() -> dict:
-    return {
-        "io_manager": ParquetIOManager(),
-        "policy_repository": PolicyRepository(),
-        "checkpoint_registry": CheckpointRegistry(),
-        "run_settings": RunSettings(),
-        "judge": JudgeResource(),
-    }
+def build_definitions(
+    packs_dir: str = "",
+    manifests_dir: str = "",
+    data_dir: str = "",
+    cache_dir: str = "",
+    sample_per_cell: int = 2,
+    baseline_checkpoint: str = "",
+) -> dg.Definitions:
+    """The code location; empty strings fall back to environment variables, then defaults."""
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        jobs=[policy_job, evaluation_job, comparison_job],
+        resources={
+            "io_manager": ParquetIOManager(base_dir=data_dir),
+            "policy_repository": PolicyRepository(packs_dir=packs_dir),
+            "checkpoint_registry": CheckpointRegistry(manifests_dir=manifests_dir),
+            "run_settings": RunSettings(sample_per_cell=sample_per_cell, cache_dir=cache_dir, baseline_checkpoint=baseline_checkpoint),
+            "judge": JudgeResource(),
+        },
+    )
 
 
-defs = dg.Definitions(
-    assets=ALL_ASSETS,
-    jobs=[policy_job, evaluation_job, comparison_job],
-    resources=default_resources(),
-)
+defs = build_definitions()

@@ -7,6 +7,7 @@ a non-zero exit; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import sys
 
 import click
@@ -30,19 +31,39 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# Commands contributed by other installed packages (the orchestration shell adds `run`):
+# entry points in the group below, named after the command, pointing at a click command.
+PLUGIN_GROUP = "policyeval.commands"
+
+
+def _plugins() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP) if ep.name not in COMMANDS}
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
+        return list(COMMANDS) + sorted(_plugins())
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
+        if name in COMMANDS:
+            module_name, attribute, _ = COMMANDS[name]
+            module = importlib.import_module(f"{__name__}.{module_name}")
+            return getattr(module, attribute)
+        plugin = _plugins().get(name)
+        if plugin is None:
             return None
-        module_name, attribute, _ = COMMANDS[name]
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        return getattr(module, attribute)
+        try:
+            return plugin.load()
+        except ImportError as exc:
+            raise PolicyevalError(f"`policyeval {name}` needs the orchestration extra: pip install -e '.[dagster]' ({exc})") from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items()]
+        for name in sorted(_plugins()):
+            try:
+                rows.append((name, self.get_command(ctx, name).get_short_help_str(80)))
+            except PolicyevalError:
+                rows.append((name, "(needs the dagster extra)"))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

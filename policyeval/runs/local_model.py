@@ -85,6 +85,10 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         pass
 
 
+# Set to a running server's base URL to make `base_url: local` manifests use it.
+LOCAL_BASE_URL_ENV = "POLICYEVAL_LOCAL_BASE_URL"
+
+
 class LocalModelServer:
     """`with LocalModelServer() as server: server.base_url` -> http://127.0.0.1:PORT/v1.
 

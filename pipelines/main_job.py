@@ -1,0 +1,198 @@
+"""`policyeval run`: the main job on a real Dagster instance.
+
+Registers every policy version and checkpoint as partitions, then materializes what is
+stale through the code location's own jobs, so the runs, their lineage and their check
+results are in the instance that `dagster dev -w workspace.yaml` shows. A partition is
+stale when what it was last computed from (policy content hash, checkpoint manifest
+hash, sample size, generator and grader versions) differs from now; an up-to-date
+partition is skipped. Responses are content-addressed, so even a re-materialization
+asks the model only for requests it has never answered.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import dagster as dg
+
+from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
+from policyeval.errors import PolicyevalError
+from policyeval.generate import GENERATOR_VERSION
+from policyeval.graders import REFUSAL_GRADER_VERSION
+from policyeval.records import content_hash
+from policyeval.runs.manifest import manifest_hash
+
+from .definitions import build_definitions
+from .instance import ensure_dagster_home
+
+FINGERPRINT_TAG = "policyeval/fingerprint"
+
+
+@dataclass
+class PartitionOutcome:
+    policy_key: str
+    checkpoint: str
+    skipped: bool
+    model_calls: int = 0
+    under_refusal: str = ""
+    over_refusal: str = ""
+    gate: str = ""
+    failed: str = ""
+
+
+def _latest_tags(instance: dg.DagsterInstance, asset: str, partition: str) -> dict[str, str]:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return {}
+    run = instance.get_run_by_id(records[0].run_id)
+    return dict(run.tags) if run else {}
+
+
+def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    return dict(records[0].asset_materialization.metadata) if records else {}
+
+
+def _value(metadata: dict, key: str, default=None):
+    entry = metadata.get(key)
+    return getattr(entry, "value", default) if entry is not None else default
+
+
+def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partition_key, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    return job.execute_in_process(instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False, run_config=quiet)
+
+
+def _check_summary(result: dg.ExecuteInProcessResult) -> str:
+    evaluations = result.get_asset_check_evaluations()
+    gate = [e for e in evaluations if e.check_name == "launch_gate"]
+    if not gate:
+        return ""
+    return "PASS" if gate[0].passed else "FAIL"
+
+
+@click.command("run")
+@click.option("--policies", "policies_dir", type=click.Path(path_type=Path), default=Path("policies"), show_default=True, help="A policy pack, or a folder of packs.")
+@click.option("--checkpoints", "checkpoints_dir", type=click.Path(path_type=Path), default=Path("checkpoints"), show_default=True, help="A folder of checkpoint manifests.")
+@click.option("--per-cell", type=int, default=2, show_default=True, help="Items per category x expected behavior sent to each checkpoint (0 = the full eval set).")
+@click.option("--baseline", default="", help="Baseline checkpoint for comparisons [default: the first by id].")
+@click.option("--force", is_flag=True, help="Re-materialize every partition, stale or not (cached answers are still reused).")
+def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str, force: bool) -> None:
+    """Materialize everything that is stale, on the Dagster instance in $DAGSTER_HOME."""
+    started = time.monotonic()
+    home = ensure_dagster_home()
+    defs = build_definitions(
+        packs_dir=str(policies_dir), manifests_dir=str(checkpoints_dir), sample_per_cell=per_cell, baseline_checkpoint=baseline
+    )
+    resources = defs.resources
+    repo = resources["policy_repository"]
+    registry = resources["checkpoint_registry"]
+
+    versions, problems = repo.scan()
+    for problem in problems:
+        click.echo(f"skipped policy pack {problem.path}: {problem.message}", err=True)
+    if not versions:
+        raise PolicyevalError(f"no valid policy pack under {policies_dir}")
+    manifests = registry.manifests()
+    if not manifests:
+        raise PolicyevalError(f"no checkpoint manifests under {checkpoints_dir}")
+
+    outcomes: list[PartitionOutcome] = []
+    with dg.DagsterInstance.get() as instance, ExitStack() as stack:
+        _register(instance, POLICY_DIM, sorted(versions))
+        _register(instance, CHECKPOINT_DIM, sorted(manifests))
+        click.echo(f"Dagster instance: {home}")
+        click.echo(f"policy versions: {', '.join(sorted(versions))}")
+        click.echo(f"checkpoints: {', '.join(sorted(manifests))}")
+
+        policy_job = defs.resolve_job_def("policy_version_job")
+        evaluation_job = defs.resolve_job_def("evaluation_job")
+        comparison_job = defs.resolve_job_def("comparison_job")
+        local_started = False
+        for key, pack in sorted(versions.items()):
+            policy_fp = content_hash({"policy": pack.content_hash, "generator": GENERATOR_VERSION})
+            if force or _latest_tags(instance, "eval_set", key).get(FINGERPRINT_TAG) != policy_fp:
+                result = _execute(policy_job, instance, key, {FINGERPRINT_TAG: policy_fp})
+                if not result.success:
+                    raise PolicyevalError(f"policy version {key}: eval set generation failed (run {result.run_id}); see `dagster dev` for the log")
+                click.echo(f"{key}: eval set generated ({_value(_latest_metadata(instance, 'eval_set', key), 'rows')} items)")
+            else:
+                click.echo(f"{key}: eval set up to date")
+
+            changed_any = False
+            for checkpoint_id, manifest in sorted(manifests.items()):
+                partition = multi_key(key, checkpoint_id)
+                fp = content_hash(
+                    {"policy": policy_fp, "manifest": manifest_hash(manifest), "per_cell": per_cell, "grader": REFUSAL_GRADER_VERSION}
+                )
+                outcome = PartitionOutcome(key, checkpoint_id, skipped=True)
+                if force or _latest_tags(instance, "metrics", str(partition)).get(FINGERPRINT_TAG) != fp:
+                    if manifest.is_local and not local_started:
+                        local_started = _start_local_model(stack)
+                    result = _execute(evaluation_job, instance, partition, {FINGERPRINT_TAG: fp, "policyeval/endpoint": manifest.base_url})
+                    outcome.skipped = False
+                    changed_any = True
+                    outcome.gate = _check_summary(result)
+                    if not result.success:
+                        outcome.failed = f"run {result.run_id} failed"
+                    outcome.model_calls = int(_value(_latest_metadata(instance, "responses", str(partition)), "model_calls", 0) or 0)
+                metrics_meta = _latest_metadata(instance, "metrics", str(partition))
+                outcome.under_refusal = _headline(metrics_meta, "under_refusal")
+                outcome.over_refusal = _headline(metrics_meta, "over_refusal")
+                outcomes.append(outcome)
+            if changed_any or force or not _latest_metadata(instance, "checkpoint_comparison", key):
+                _execute(comparison_job, instance, key, {})
+
+    _report(outcomes, started, repo)
+
+
+def _register(instance: dg.DagsterInstance, dimension: str, keys: list[str]) -> None:
+    known = set(instance.get_dynamic_partitions(dimension))
+    new = [k for k in keys if k not in known]
+    if new:
+        instance.add_dynamic_partitions(dimension, new)
+
+
+def _start_local_model(stack: ExitStack) -> bool:
+    """One local model server for the whole run, shared by every local checkpoint."""
+    from policyeval.runs.local_model import LOCAL_BASE_URL_ENV, LocalModelServer
+
+    if os.environ.get(LOCAL_BASE_URL_ENV):
+        return True
+    click.echo("starting the local model server ...")
+    server = stack.enter_context(LocalModelServer())
+    os.environ[LOCAL_BASE_URL_ENV] = server.base_url
+    stack.callback(os.environ.pop, LOCAL_BASE_URL_ENV, None)
+    return True
+
+
+def _headline(metadata: dict, name: str) -> str:
+    rate, upper = _value(metadata, f"{name}_rate"), _value(metadata, f"{name}_upper")
+    if rate is None:
+        return "n/a"
+    return f"{rate:.1%} (upper {upper:.1%})"
+
+
+def _report(outcomes: list[PartitionOutcome], started: float, repo) -> None:
+    calls = sum(o.model_calls for o in outcomes)
+    for o in outcomes:
+        state = "up to date, skipped" if o.skipped else f"{o.model_calls} model calls"
+        gate = f", launch gate {o.gate}" if o.gate else ""
+        failed = f", {o.failed}" if o.failed else ""
+        click.echo(f"  {o.policy_key} x {o.checkpoint}: {state}{gate}{failed}; under-refusal {o.under_refusal}, over-refusal {o.over_refusal}")
+    data_dir = Path(os.environ.get("POLICYEVAL_DATA_DIR", "data")).resolve()
+    click.echo(f"data: {data_dir / 'assets'} (Parquet per asset and partition)")
+    click.echo("UI: dagster dev -w workspace.yaml  (runs, lineage, check results)")
+    if calls == 0:
+        click.echo(f"nothing changed: no model calls ({time.monotonic() - started:.0f}s)")
+    else:
+        click.echo(f"{calls} model calls in {time.monotonic() - started:.0f}s")
