@@ -67,8 +67,7 @@ def serve(delay_s: float) -> None:
     def handler(request: dict, index: int) -> Reply:
         return Reply(body=body, delay_s=delay_s)
 
-    server = FakeOpenAIServer(handler)
-    # One TCP segment per reply: Nagle + delayed ACK would add ~40 ms to every request.
+    server = FakeOpenAIServer(handler)  # its handler disables Nagle itself: one segment per reply
     server.start()
     print(f"PORT {server.port}", flush=True)
     try:

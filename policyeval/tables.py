@@ -57,12 +57,19 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_parquet(rows: pd.DataFrame | Iterable[dict[str, Any]], path: str | os.PathLike, schema: pa.Schema) -> Path:
-    table = to_arrow(rows, schema)
-    path = Path(path)
+def _temp_beside(path: Path) -> str:
+    """A fresh, empty temporary file in the target's folder (so the final rename is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    return tmp
+
+
+def write_parquet(rows: pd.DataFrame | Iterable[dict[str, Any]], path: str | os.PathLike, schema: pa.Schema) -> Path:
+    """Write a whole table at once (atomically). For long streams of rows use `ParquetStreamWriter`."""
+    table = to_arrow(rows, schema)
+    path = Path(path)
+    tmp = _temp_beside(path)
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
@@ -71,6 +78,119 @@ def write_parquet(rows: pd.DataFrame | Iterable[dict[str, Any]], path: str | os.
             os.unlink(tmp)
         raise
     return path
+
+
+class ParquetStreamWriter:
+    """Write rows to Parquet in batches, atomically, holding at most `batch_size` rows in memory.
+
+        with ParquetStreamWriter(path, RESPONSE_SCHEMA) as writer:
+            for row in rows:
+                writer.write(row)
+
+    Rows are converted exactly as `to_arrow` converts them and go to a temporary file beside
+    `path`, one row group per batch. Only a clean exit from the `with` block (or `close()`)
+    renames the file over `path`; an exception (or `abort()`) removes it and leaves any
+    earlier `path` untouched. A process killed midway may leave the hidden `.NAME.*.tmp`
+    file behind, never a partial `path`.
+    """
+
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema, batch_size: int = 1000):
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.path = Path(path)
+        self.schema = schema
+        self.batch_size = batch_size
+        self.rows_written = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._tmp: str | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._closed = False
+
+    def __enter__(self) -> "ParquetStreamWriter":
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def open(self) -> "ParquetStreamWriter":
+        if self._closed:
+            raise ValueError(f"writer for {self.path} is already closed")
+        if self._writer is None:
+            self._tmp = _temp_beside(self.path)
+            try:
+                self._writer = pq.ParquetWriter(self._tmp, self.schema)
+            except BaseException:
+                self._remove_temp()
+                raise
+        return self
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Add one row; a full batch goes to disk at once."""
+        if self._writer is None:
+            self.open()
+        self._buffer.append(row)
+        if len(self._buffer) >= self.batch_size:
+            self.flush()
+
+    def write_many(self, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            self.write(row)
+
+    def flush(self) -> None:
+        """Write the buffered rows as one row group."""
+        if not self._buffer:
+            return
+        if self._writer is None:
+            self.open()
+        table = to_arrow(self._buffer, self.schema)
+        self._buffer = []
+        assert self._writer is not None
+        self._writer.write_table(table)
+        self.rows_written += table.num_rows
+
+    def close(self) -> Path:
+        """Write what is left, finish the file and put it in place."""
+        if self._closed:
+            return self.path
+        try:
+            self.open()
+            self.flush()
+            assert self._writer is not None and self._tmp is not None
+            self._writer.close()
+            self._writer = None
+            fd = os.open(self._tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written so far; `path` is left as it was."""
+        self._closed = True
+        self._buffer = []
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:  # the file is being thrown away anyway
+                pass
+        self._remove_temp()
+
+    def _remove_temp(self) -> None:
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def read_parquet(path: str | os.PathLike, schema: pa.Schema | None = None, required: Iterable[str] = ()) -> pd.DataFrame:

@@ -292,6 +292,57 @@ def test_read_items_missing_parquet(tmp_path):
         read_items(tmp_path / "missing.parquet")
 
 
+@pytest.mark.parametrize("bad, message", [
+    (json.dumps({"id": "ok", "prompt": "again"}), "duplicate id 'ok' (first on line 1)"),
+    (json.dumps({"id": True, "prompt": "p"}), "needs an 'id'"),
+    (json.dumps({"id": "x", "prompt": "p", "messages": chat("m")}), "exactly one of 'prompt' or 'messages'"),
+    (json.dumps({"id": "x", "messages": "not json"}), "'messages' is text but not a JSON list"),
+    (json.dumps({"id": "x", "messages": ["hi"]}), "messages[0] needs a role"),
+    (json.dumps({"id": "x", "prompt": "p", "category": 3}), "'category_id' must be text"),
+    (json.dumps([{"id": "x", "prompt": "p"}]), "not a JSON array"),
+])
+def test_read_items_jsonl_more_bad_lines(tmp_path, bad, message):
+    path = tmp_path / "items.ndjson"
+    path.write_text(json.dumps({"id": "ok", "prompt": "fine"}) + "\n" + bad + "\n")
+    with pytest.raises(InputError) as info:
+        read_items(path)
+    assert f"{path}:2:" in str(info.value) and message in str(info.value)
+
+
+def test_read_items_jsonl_item_id_alias_bom_and_messages_text(tmp_path):
+    path = tmp_path / "items.json"
+    path.write_bytes(("\ufeff" + json.dumps({"item_id": 7, "messages": json.dumps(chat("Hi"))}) + "\n").encode())
+    [item] = read_items(path)
+    assert (item.item_id, item.messages, item.source) == ("7", chat("Hi"), "jsonl")
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("items.csv", "id,prompt\n", "unknown items file type '.csv'"),
+    ("items.jsonl", "\n\n", "no items"),
+])
+def test_read_items_rejects_unknown_types_and_empty_files(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(InputError) as info:
+        read_items(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+
+
+def test_read_items_parquet_errors_name_the_row(tmp_path):
+    from policyeval.tables import write_parquet
+
+    good = EvalItem(item_id="a", messages=chat("x"), category_id="c", expected_behavior="comply")
+    path = write_parquet([good.to_row(), good.to_row()], tmp_path / "dup.parquet", ITEM_SCHEMA)
+    with pytest.raises(InputError, match=r"dup\.parquet: row 2: duplicate item_id 'a' \(first on row 1\)"):
+        read_items(path)
+    path = write_parquet([good.to_row(), {**good.to_row(), "item_id": "b", "messages": "{oops"}], tmp_path / "bad.parquet", ITEM_SCHEMA)
+    with pytest.raises(InputError, match=r"bad\.parquet: row 2 \(item b\): messages are not valid JSON"):
+        read_items(path)
+    path = write_parquet([], tmp_path / "empty.parquet", ITEM_SCHEMA)
+    with pytest.raises(InputError, match=r"empty\.parquet: no items"):
+        read_items(path)
+
+
 # ---------------------------------------------------------------------------
 # The mini pack
 

@@ -30,7 +30,6 @@ FAST = RetryPolicy(base_delay_s=0.01, max_delay_s=0.05)
 @pytest.fixture(scope="module")
 def shared_server():
     server = FakeOpenAIServer()
-    # Answer in one segment: without this, Nagle + delayed ACK add ~40 ms per request.
     with server:
         yield server
 
@@ -42,8 +41,7 @@ def fake_server(shared_server):
 
     @contextlib.contextmanager
     def use(handler=None):
-        with shared_server._lock:
-            shared_server.requests.clear()
+        shared_server.requests.clear()  # between tests: no request is in flight
         shared_server.handler = handler or default
         try:
             yield shared_server
@@ -364,3 +362,57 @@ def test_cli_respond_rejects_mixing_manifest_and_inline_options(tmp_path, capsys
     code = main(["respond", "--items", str(tmp_path / "items.jsonl"), "--checkpoint", "x.yaml", "--model", "m",
                  "--out", str(tmp_path / "o.parquet")])
     assert code != 0 and "cannot be combined" in capsys.readouterr().err
+
+
+def test_cli_respond_streams_rows_in_batches_in_item_order(tmp_path, fake_server, monkeypatch, capsys):
+    import pyarrow.parquet as pq
+
+    from policyeval.cli import main, respond as respond_module
+    from policyeval.tables import read_parquet
+
+    monkeypatch.setattr(respond_module, "WRITE_BATCH_ROWS", 2)
+    (tmp_path / "items.jsonl").write_text("".join(f'{{"id": "i{n}", "prompt": "prompt {n}"}}\n' for n in range(5)))
+
+    def handler(request, index):
+        n = int(prompt_of(request).split()[-1])
+        time.sleep(0.002 * (5 - n))  # later items answer first
+        return Reply(body=chat_completion_body(f"answer {n}"))
+
+    with fake_server(handler) as server:
+        code = main(["respond", "--items", str(tmp_path / "items.jsonl"), "--base-url", server.base_url,
+                     "--model", "fake-model", "--concurrency", "4", "--no-cache", "--out", str(tmp_path / "out.parquet")])
+    assert code == 0
+    assert pq.ParquetFile(tmp_path / "out.parquet").metadata.num_row_groups == 3  # 2 + 2 + 1 rows
+    frame = read_parquet(tmp_path / "out.parquet", RESPONSE_SCHEMA)
+    assert list(frame.columns) == RESPONSE_SCHEMA.names
+    assert frame["item_id"].tolist() == [f"i{n}" for n in range(5)]
+    assert frame["response_text"].tolist() == [f"answer {n}" for n in range(5)]
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert "5 items: 0 from cache, 5 sent (5 HTTP requests), 0 errors" in capsys.readouterr().out
+
+
+def test_parquet_stream_writer_matches_write_parquet_and_is_atomic(tmp_path):
+    from policyeval.tables import ParquetStreamWriter, read_parquet, write_parquet
+
+    rows = [{**it.to_row(), "status": "ok", "attempts": i, "latency_s": float("nan") if i == 3 else 0.5}
+            for i, it in enumerate(make_items(7))]
+    write_parquet(rows, tmp_path / "whole.parquet", RESPONSE_SCHEMA)
+    with ParquetStreamWriter(tmp_path / "streamed.parquet", RESPONSE_SCHEMA, batch_size=3) as writer:
+        for row in rows:
+            writer.write(row)
+        assert not (tmp_path / "streamed.parquet").exists()  # nothing in place before a clean close
+    assert writer.rows_written == 7
+    whole, streamed = read_parquet(tmp_path / "whole.parquet"), read_parquet(tmp_path / "streamed.parquet")
+    assert streamed.equals(whole) and streamed["latency_s"].isna().tolist() == [False] * 3 + [True] + [False] * 3
+
+    before = (tmp_path / "streamed.parquet").read_bytes()
+    with pytest.raises(RuntimeError, match="boom"):
+        with ParquetStreamWriter(tmp_path / "streamed.parquet", RESPONSE_SCHEMA, batch_size=2) as writer:
+            writer.write_many(rows)
+            raise RuntimeError("boom")
+    assert (tmp_path / "streamed.parquet").read_bytes() == before  # the old file survives a failed write
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed.parquet", "whole.parquet"]  # no temporaries left
+
+    with ParquetStreamWriter(tmp_path / "empty.parquet", RESPONSE_SCHEMA):
+        pass
+    assert len(read_parquet(tmp_path / "empty.parquet", RESPONSE_SCHEMA)) == 0

@@ -8,24 +8,27 @@ nothing new makes no model calls.
 
 from __future__ import annotations
 
-import json
+import asyncio
+import concurrent.futures
 import os
 import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Coroutine
 
 import click
 import yaml
 
-from ..errors import InputError, PolicyevalError
-from ..records import ERROR, RESPONSE_SCHEMA, EvalItem
+from ..errors import PolicyevalError
+from ..generate import read_items
+from ..records import RESPONSE_SCHEMA, EvalItem
 from ..runs.cache import ResponseCache
 from ..runs.manifest import CheckpointManifest, load_manifest
-from ..runs.runner import RunStats, run_checkpoint
+from ..runs.runner import RunTally, aiter_responses
 
 DEFAULT_CACHE_DIR = Path(".cache") / "responses"
+WRITE_BATCH_ROWS = 1000  # rows per Parquet row group; the most rows held before they are written
 
 
 def _parse_param(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
@@ -76,8 +79,6 @@ def respond(
     out_path: Path,
 ) -> None:
     """Run a checkpoint on eval items and store its responses."""
-    from ..tables import write_parquet
-
     manifest = _manifest(
         manifest_path, base_url, model, checkpoint_id, api_key_env, system_prompt, params,
         concurrency, timeout_s, max_retries,
@@ -85,20 +86,55 @@ def respond(
     items = read_items(items_path)
     cache = None if no_cache else ResponseCache(_cache_root(cache_dir))
 
-    from tqdm import tqdm
-
     started = time.perf_counter()
-    with tqdm(total=len(items), desc=manifest.id, unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
-        rows = run_checkpoint(items, manifest, cache=cache, progress=lambda row: bar.update(1))
-    del items  # the rows carry every item column; free the originals before the table is built
-    write_parquet(rows, out_path, RESPONSE_SCHEMA)
+    tally = RunTally()
+    _run_blocking(lambda: _stream_responses(items, manifest, cache, out_path, tally))
     wall = time.perf_counter() - started
 
-    stats = RunStats.from_rows(rows)
+    stats = tally.stats()
     click.echo(f"{stats.summary()}, {wall:.1f}s -> {out_path}")
     if stats.sent and stats.errors == stats.sent and stats.from_cache == 0:
-        first = next(row["error"] for row in rows if row["status"] == ERROR)
-        raise PolicyevalError(f"every request to checkpoint {manifest.id} failed (first: {first}); rows written to {out_path}")
+        raise PolicyevalError(
+            f"every request to checkpoint {manifest.id} failed (first: {tally.first_error}); rows written to {out_path}"
+        )
+
+
+async def _stream_responses(
+    items: list[EvalItem], manifest: CheckpointManifest, cache: ResponseCache | None, out_path: Path, tally: RunTally
+) -> None:
+    """Rows go to the Parquet file as they arrive, in item order; the file appears only if the run completes."""
+    from tqdm import tqdm
+
+    from ..tables import ParquetStreamWriter
+
+    total = len(items)
+    # Hand items to the runner one at a time and drop our references as they go: the rows carry
+    # every item column, so the originals are not needed once their requests are built.
+    pending = items[::-1]
+    items.clear()
+
+    def feed():
+        while pending:
+            yield pending.pop()
+
+    # Bounded look-ahead: finished rows waiting behind a slow item stay few, so memory stays flat.
+    window = max(4 * manifest.max_concurrency, 256)
+    with tqdm(total=total, desc=manifest.id, unit="item", file=sys.stderr, dynamic_ncols=True) as bar, \
+            ParquetStreamWriter(out_path, RESPONSE_SCHEMA, batch_size=WRITE_BATCH_ROWS) as writer:
+        async for row in aiter_responses(feed(), manifest, cache, lambda row: bar.update(1), window=window):
+            tally.add(row)
+            writer.write(row)
+
+
+def _run_blocking(make_coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """asyncio.run, or on a thread of its own when called from inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(make_coro())
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(make_coro())).result()
 
 
 def _manifest(
@@ -162,66 +198,3 @@ def _cache_root(cache_dir: Path | None) -> Path:
         return cache_dir
     env = os.environ.get("POLICYEVAL_CACHE_DIR")
     return Path(env) if env else DEFAULT_CACHE_DIR
-
-
-def read_items(path: Path) -> list[EvalItem]:
-    """Eval items from Parquet (ITEM_SCHEMA) or JSONL (`id` plus `messages` or `prompt` per line)."""
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.suffix.lower() == ".parquet":
-        items = _parquet_items(path)
-    elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        items = _jsonl_items(path)
-    else:
-        raise InputError(path, "items must be a .parquet or .jsonl file")
-    if not items:
-        raise InputError(path, "no items")
-    return items
-
-
-def _parquet_items(path: Path) -> list[EvalItem]:
-    from ..records import ITEM_SCHEMA
-    from ..tables import read_parquet
-
-    frame = read_parquet(path, ITEM_SCHEMA)
-    items: list[EvalItem] = []
-    seen: set[str] = set()
-    for number, row in enumerate(frame.to_dict("records"), start=1):
-        try:
-            item = EvalItem.from_row(row)
-        except (ValueError, TypeError) as exc:
-            raise InputError(path, f"row {number} (item {row.get('item_id')}): unreadable messages ({exc})") from None
-        if item.item_id in seen:
-            raise InputError(path, f"row {number}: duplicate item_id {item.item_id!r}")
-        seen.add(item.item_id)
-        items.append(item)
-    return items
-
-
-def _jsonl_items(path: Path) -> list[EvalItem]:
-    items: list[EvalItem] = []
-    seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"invalid JSON ({exc.msg})", line=number) from None
-            if not isinstance(record, dict):
-                raise InputError(path, "each line must be a JSON object", line=number)
-            item_id = record.get("id")
-            if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or str(item_id) == "":
-                raise InputError(path, "each record needs an `id` (string)", line=number)
-            item_id = str(item_id)
-            if item_id in seen:
-                raise InputError(path, f"duplicate id {item_id!r} (first on line {seen[item_id]})", line=number)
-            seen[item_id] = number
-            messages = record.get("messages")
-            if messages is None and isinstance(record.get("prompt"), str):
-                messages = [{"role": "user", "content": record["prompt"]}]
-            if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-                raise InputError(path, "each record needs `messages` (a list of objects) or `prompt` (a string)", line=number)
-            items.append(EvalItem(item_id=item_id, messages=messages, category_id="", expected_behavior="", source="jsonl"))
-    return items

@@ -146,68 +146,118 @@ def write_items(items: Iterable[EvalItem], path: str | Path) -> Path:
     return write_parquet([i.to_row() for i in items], path, ITEM_SCHEMA)
 
 
-def read_items(path: str | Path) -> list[EvalItem]:
-    """Items from Parquet (ITEM_SCHEMA) or JSON Lines.
+ITEM_FILE_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json")
 
-    A JSONL line needs `id` (or `item_id`) and `messages` or `prompt`; it may carry
-    `category`/`category_id`, `expected`/`expected_behavior` and any other item column.
+_ITEM_COLUMNS = set(ITEM_SCHEMA.names)
+_TEXT_COLUMNS = _ITEM_COLUMNS - {"item_id", "messages"}
+
+
+def read_items(path: str | Path) -> list[EvalItem]:
+    """Eval items from Parquet (ITEM_SCHEMA, e.g. from `generate`) or JSON Lines.
+
+    A JSONL line (.jsonl, .ndjson or .json) is an object with `id` (or `item_id`) and
+    exactly one of `messages` (a list of chat messages, or that list as JSON text) or
+    `prompt` (text, sent as one user message); it may carry `category`/`category_id`,
+    `expected`/`expected_behavior` and any other item column. Every problem is an
+    InputError naming the file and the line (JSONL) or row (Parquet): a missing file,
+    bad JSON, a missing or duplicate id, unusable messages, no items at all.
     """
     path = Path(path)
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        return _read_jsonl_items(path)
-    frame = read_parquet(path, ITEM_SCHEMA)
-    frame = frame.astype(object).where(frame.notna(), None)
-    items = []
-    for number, row in enumerate(frame.to_dict("records")):
-        try:
-            items.append(EvalItem.from_row(row))
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise InputError(path, f"row {number}: messages are not a JSON list of chat messages ({exc})") from None
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.is_dir():
+        raise InputError(path, "is a folder, not an items file")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        items = _read_parquet_items(path)
+    elif suffix in ITEM_FILE_SUFFIXES:
+        items = _read_jsonl_items(path)
+    else:
+        raise InputError(
+            path, f"unknown items file type {suffix or '(no extension)'!r}: use .parquet, or JSON Lines (.jsonl, .ndjson, .json)"
+        )
+    if not items:
+        raise InputError(path, "no items")
     return items
 
 
-_ITEM_COLUMNS = set(ITEM_SCHEMA.names)
+def _read_parquet_items(path: Path) -> list[EvalItem]:
+    frame = read_parquet(path, ITEM_SCHEMA)
+    frame = frame.astype(object).where(frame.notna(), None)
+    items = []
+    seen: dict[str, int] = {}
+    for number, row in enumerate(frame.to_dict("records"), start=1):
+        item_id = row.get("item_id")
+        if item_id is None or str(item_id).strip() == "":
+            raise InputError(path, f"row {number}: no item_id")
+        item_id = row["item_id"] = str(item_id)
+        if item_id in seen:
+            raise InputError(path, f"row {number}: duplicate item_id {item_id!r} (first on row {seen[item_id]})")
+        seen[item_id] = number
+        messages = row.get("messages")
+        try:
+            if isinstance(messages, str):
+                messages = json.loads(messages)
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"row {number} (item {item_id}): messages are not valid JSON ({exc.msg})") from None
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            raise InputError(path, f"row {number} (item {item_id}): messages are not a JSON list of chat messages")
+        row["messages"] = messages
+        items.append(EvalItem.from_row(row))
+    return items
 
 
 def _read_jsonl_items(path: Path) -> list[EvalItem]:
-    if not path.exists():
-        raise InputError(path, "no such file")
     items = []
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
+    seen: dict[str, int] = {}
+    with path.open("rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)", line=line) from None
             if not text.strip():
                 continue
+            array_hint = " (an items file holds one JSON object per line, not a JSON array)" if text.lstrip().startswith("[") else ""
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise InputError(path, f"invalid JSON ({exc.msg})", line=line) from None
+                raise InputError(path, f"invalid JSON ({exc.msg}){array_hint}", line=line) from None
             if not isinstance(record, dict):
-                raise InputError(path, "each line must be a JSON object", line=line)
-            item_id = record.get("id", record.get("item_id"))
+                raise InputError(path, f"each line must be a JSON object{array_hint}", line=line)
+            item_id = record.get("id")
+            if item_id is None:
+                item_id = record.get("item_id")
             if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or str(item_id).strip() == "":
-                raise InputError(path, "each line needs an 'id'", line=line)
-            messages = record.get("messages")
+                raise InputError(path, "each line needs an 'id' (or 'item_id'): non-empty text or an integer", line=line)
+            item_id = str(item_id)
+            if item_id in seen:
+                raise InputError(path, f"duplicate id {item_id!r} (first on line {seen[item_id]})", line=line)
+            seen[item_id] = line
+            messages, prompt = record.get("messages"), record.get("prompt")
+            if messages is not None and prompt is not None:
+                raise InputError(path, "a line needs exactly one of 'prompt' or 'messages'", line=line)
             if isinstance(messages, str):
                 try:
                     messages = json.loads(messages)
                 except json.JSONDecodeError:
                     raise InputError(path, "'messages' is text but not a JSON list", line=line) from None
-            if messages is not None and record.get("prompt") is not None:
-                raise InputError(path, "a line needs exactly one of 'prompt' or 'messages'", line=line)
             if messages is None:
-                prompt = record.get("prompt")
                 if not isinstance(prompt, str) or not prompt.strip():
                     raise InputError(path, "each line needs 'messages' or a non-empty 'prompt'", line=line)
                 messages = [{"role": "user", "content": prompt}]
             messages = check_messages(messages, path, line)
             row = {k: v for k, v in record.items() if k in _ITEM_COLUMNS}
             row.update(
-                item_id=str(item_id),
+                item_id=item_id,
                 messages=messages,
                 category_id=record.get("category_id", record.get("category")) or "",
                 expected_behavior=record.get("expected_behavior", record.get("expected")) or "",
                 source=record.get("source") or "jsonl",
             )
+            for column in _TEXT_COLUMNS:
+                value = row.get(column)
+                if value is not None and not isinstance(value, str):
+                    raise InputError(path, f"'{column}' must be text, not {type(value).__name__}", line=line)
             items.append(EvalItem.from_row(row))
     return items
-

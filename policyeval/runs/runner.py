@@ -31,6 +31,7 @@ import concurrent.futures
 import email.utils
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -87,20 +88,36 @@ class RunStats:
 
     @classmethod
     def from_rows(cls, rows: Iterable[Mapping[str, Any]]) -> "RunStats":
-        requested = from_cache = errors = http_requests = 0
+        tally = RunTally()
         for row in rows:
-            requested += 1
-            if row.get("cached"):
-                from_cache += 1
-            else:
-                http_requests += int(row.get("attempts") or 0)
-            if row.get("status") == ERROR:
-                errors += 1
-        return cls(requested, from_cache, requested - from_cache, errors, http_requests)
+            tally.add(row)
+        return tally.stats()
 
     def summary(self) -> str:
         calls = "0 model calls" if self.sent == 0 else f"{self.sent} sent ({self.http_requests} HTTP requests)"
         return f"{self.requested} items: {self.from_cache} from cache, {calls}, {self.errors} errors"
+
+
+class RunTally:
+    """RunStats counted row by row, plus the first error, so a streamed run keeps no rows."""
+
+    def __init__(self) -> None:
+        self.requested = self.from_cache = self.errors = self.http_requests = 0
+        self.first_error: str | None = None
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        self.requested += 1
+        if row.get("cached"):
+            self.from_cache += 1
+        else:
+            self.http_requests += int(row.get("attempts") or 0)
+        if row.get("status") == ERROR:
+            self.errors += 1
+            if self.first_error is None:
+                self.first_error = row.get("error")
+
+    def stats(self) -> RunStats:
+        return RunStats(self.requested, self.from_cache, self.requested - self.from_cache, self.errors, self.http_requests)
 
 
 def apply_system_prompt(messages: list[dict[str, Any]], system_prompt: str | None) -> list[dict[str, Any]]:
@@ -215,10 +232,13 @@ class _Endpoint:
         base_url = self._base_url
         if base_url is None:
             if self.manifest.is_local:
-                from .local_model import LocalModelServer
+                from .local_model import LOCAL_BASE_URL_ENV, LocalModelServer
 
-                self._local_server = LocalModelServer().start()
-                base_url = self._local_server.base_url
+                # a server already running for the whole session (`policyeval run`) is shared
+                base_url = os.environ.get(LOCAL_BASE_URL_ENV)
+                if not base_url:
+                    self._local_server = LocalModelServer().start()
+                    base_url = self._local_server.base_url
             else:
                 base_url = self.manifest.base_url
         n = self.manifest.max_concurrency
@@ -538,6 +558,7 @@ __all__ = [
     "OK",
     "RetryPolicy",
     "RunStats",
+    "RunTally",
     "aiter_responses",
     "apply_system_prompt",
     "arun_checkpoint",
