@@ -59,6 +59,7 @@ def responses(
             "endpoint": "local" if manifest.is_local else manifest.base_url,
             "manifest_hash": manifest_hash(manifest),
             "sample_per_cell": run_settings.sample_per_cell,
+            "refresh": run_settings.refresh,
             "eval_items": len(items),
             "latency_p50_s": float(latency.quantile(0.5)) if len(latency) else 0.0,
             "latency_p95_s": float(latency.quantile(0.95)) if len(latency) else 0.0,

@@ -8,31 +8,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.comparison_assets import checkpoint_comparison
-from assets.evaluation_assets import grades, metrics, responses
-from assets.policy_assets import coverage_report, eval_set, policy
 from resources import CheckpointRegistry, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
 
-ALL_ASSETS = [policy, eval_set, coverage_report, responses, grades, metrics, checkpoint_comparison]
+from .automation import ALL_SCHEDULES, ALL_SENSORS
+from .jobs import ALL_ASSETS, ALL_JOBS
 
-POLICY_ASSETS = dg.AssetSelection.assets(policy, eval_set, coverage_report)
-EVALUATION_ASSETS = dg.AssetSelection.assets(responses, grades, metrics)
+try:  # quality checks and the launch gate
+    from checks import ALL_CHECKS
+except ImportError:  # pragma: no cover - checks/ is part of the code location
+    ALL_CHECKS = []
 
-policy_job = dg.define_asset_job(
-    "policy_version_job",
-    selection=POLICY_ASSETS,
-    description="Snapshot a policy version, generate its eval set and coverage report.",
-)
-evaluation_job = dg.define_asset_job(
-    "evaluation_job",
-    selection=EVALUATION_ASSETS,
-    description="Run one checkpoint on one policy version's eval set: responses, grades, metrics.",
-)
-comparison_job = dg.define_asset_job(
-    "comparison_job",
-    selection=dg.AssetSelection.assets(checkpoint_comparison),
-    description="Rank the checkpoints measured on a policy version and test them against the baseline.",
-)
+__all__ = ["ALL_ASSETS", "ALL_CHECKS", "build_definitions", "defs"]
 
 
 def build_definitions(
@@ -46,7 +32,10 @@ def build_definitions(
     """The code location; empty strings fall back to environment variables, then defaults."""
     return dg.Definitions(
         assets=ALL_ASSETS,
-        jobs=[policy_job, evaluation_job, comparison_job],
+        asset_checks=ALL_CHECKS,
+        jobs=ALL_JOBS,
+        sensors=ALL_SENSORS,
+        schedules=ALL_SCHEDULES,
         resources={
             "io_manager": ParquetIOManager(base_dir=data_dir),
             "policy_repository": PolicyRepository(packs_dir=packs_dir),

@@ -27,6 +27,7 @@ from policyeval.graders import REFUSAL_GRADER_VERSION
 from policyeval.records import content_hash
 from policyeval.runs.manifest import manifest_hash
 
+from .automation import ENDPOINT_TAG, endpoint_tag
 from .definitions import build_definitions
 from .instance import ensure_dagster_home
 
@@ -138,7 +139,7 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
                 if force or _latest_tags(instance, "metrics", str(partition)).get(FINGERPRINT_TAG) != fp:
                     if manifest.is_local and not local_started:
                         local_started = _start_local_model(stack)
-                    result = _execute(evaluation_job, instance, partition, {FINGERPRINT_TAG: fp, "policyeval/endpoint": manifest.base_url})
+                    result = _execute(evaluation_job, instance, partition, {FINGERPRINT_TAG: fp, ENDPOINT_TAG: endpoint_tag(manifest)})
                     outcome.skipped = False
                     changed_any = True
                     outcome.gate = _check_summary(result)

@@ -21,7 +21,7 @@ from assets.partitions import policy_version_key, safe_key
 from policyeval.errors import PolicyevalError
 from policyeval.policy import PolicyPack, load_policy
 from policyeval.policy.loader import PACK_FILE
-from policyeval.runs.manifest import CheckpointManifest, load_manifests
+from policyeval.runs.manifest import CheckpointManifest, load_manifest
 from policyeval.tables import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -106,18 +106,49 @@ class CheckpointRegistry(dg.ConfigurableResource):
     def _root(self) -> Path:
         return Path(self.manifests_dir or os.environ.get("POLICYEVAL_CHECKPOINTS", "checkpoints"))
 
-    def manifests(self) -> dict[str, CheckpointManifest]:
+    def scan(self) -> tuple[dict[str, CheckpointManifest], list[str]]:
+        """Every loadable manifest by id, and one message per file (or discovery) that failed.
+
+        Files load one by one, so a single broken manifest cannot hide or block the others.
+        Files win over discovered models with the same id.
+        """
+        found: dict[str, CheckpointManifest] = {}
+        problems: list[str] = []
         root = self._root()
-        found = {m.id: m for m in load_manifests(root)} if root.exists() else {}
+        files = sorted([*root.glob("*.yaml"), *root.glob("*.yml")]) if root.is_dir() else []
+        for path in files:
+            try:
+                manifest = load_manifest(path)
+            except PolicyevalError as exc:
+                problems.append(f"skipping manifest {exc}")
+                continue
+            if manifest.id in found:
+                problems.append(f"skipping manifest {path}: checkpoint id {manifest.id!r} is also used by {found[manifest.id].source}")
+                continue
+            found[manifest.id] = manifest
         if self.models_url:
-            for manifest in self.discover():
+            try:
+                discovered = self.discover()
+            except (PolicyevalError, httpx.HTTPError, ValueError) as exc:
+                problems.append(f"model discovery at {self.models_url.rstrip('/')}/models failed: {exc}")
+                discovered = []
+            for manifest in discovered:
                 found.setdefault(manifest.id, manifest)
+        return found, problems
+
+    def manifests(self) -> dict[str, CheckpointManifest]:
+        found, problems = self.scan()
+        for problem in problems:
+            log.warning(problem)
         return found
 
     def get(self, checkpoint_id: str) -> CheckpointManifest:
-        manifests = self.manifests()
+        manifests, problems = self.scan()
         if checkpoint_id not in manifests:
-            raise PolicyevalError(f"checkpoint {checkpoint_id!r} has no manifest in {self._root()} (known: {', '.join(sorted(manifests)) or 'none'})")
+            detail = f"; problems: {'; '.join(problems)}" if problems else ""
+            raise PolicyevalError(
+                f"checkpoint {checkpoint_id!r} has no valid manifest in {self._root()} (known: {', '.join(sorted(manifests)) or 'none'}){detail}"
+            )
         return manifests[checkpoint_id]
 
     def discover(self) -> list[CheckpointManifest]:
