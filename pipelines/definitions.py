@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from checks import ALL_CHECKS
 from resources import CheckpointRegistry, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
 
 from .automation import ALL_SCHEDULES, ALL_SENSORS
 from .jobs import ALL_ASSETS, ALL_JOBS
-
-try:  # quality checks and the launch gate
-    from checks import ALL_CHECKS
-except ImportError:  # pragma: no cover - checks/ is part of the code location
-    ALL_CHECKS = []
 
 __all__ = ["ALL_ASSETS", "ALL_CHECKS", "build_definitions", "defs"]
 

@@ -69,7 +69,8 @@ def _value(metadata: dict, key: str, default=None):
 
 
 def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partition_key, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    # the summary below reports outcomes; failures keep their full logs in the instance (UI)
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     return job.execute_in_process(instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False, run_config=quiet)
 
 
@@ -78,7 +79,7 @@ def _check_summary(result: dg.ExecuteInProcessResult) -> str:
     gate = [e for e in evaluations if e.check_name == "launch_gate"]
     if not gate:
         return ""
-    return "PASS" if gate[0].passed else "FAIL"
+    return "PASS" if gate[0].passed else f"FAIL: {gate[0].description or 'thresholds not met'}"
 
 
 @click.command("run")
@@ -143,8 +144,8 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
                     outcome.skipped = False
                     changed_any = True
                     outcome.gate = _check_summary(result)
-                    if not result.success:
-                        outcome.failed = f"run {result.run_id} failed"
+                    if not result.success and not outcome.gate.startswith("FAIL"):
+                        outcome.failed = f"run {result.run_id} failed: see it in the UI"
                     outcome.model_calls = int(_value(_latest_metadata(instance, "responses", str(partition)), "model_calls", 0) or 0)
                 metrics_meta = _latest_metadata(instance, "metrics", str(partition))
                 outcome.under_refusal = _headline(metrics_meta, "under_refusal")
@@ -188,6 +189,8 @@ def _report(outcomes: list[PartitionOutcome], started: float, repo) -> None:
     for o in outcomes:
         state = "up to date, skipped" if o.skipped else f"{o.model_calls} model calls"
         gate = f", launch gate {o.gate}" if o.gate else ""
+        if o.gate.startswith("FAIL"):
+            gate += " (blocking: the run is marked failed)"
         failed = f", {o.failed}" if o.failed else ""
         click.echo(f"  {o.policy_key} x {o.checkpoint}: {state}{gate}{failed}; under-refusal {o.under_refusal}, over-refusal {o.over_refusal}")
     data_dir = Path(os.environ.get("POLICYEVAL_DATA_DIR", "data")).resolve()
