@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -209,21 +209,55 @@ def read_parquet(path: str | os.PathLike, schema: pa.Schema | None = None, requi
     return table.to_pandas(types_mapper=None)
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read JSON Lines, naming the line of the first malformed record."""
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line, naming the line of the first bad one.
+
+    A byte-order mark is accepted; a file holding one JSON array is told so.
+    """
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    if not path.is_file():
+        raise InputError(path, "no such file" if not path.exists() else "not a file")
+    with path.open("rb") as handle:
+        for line, raw in enumerate(handle, start=1):
             try:
-                value = json.loads(line)
+                text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)", line=line) from None
+            if not text.strip():
+                continue
+            hint = " (JSON Lines hold one JSON object per line, not a JSON array)" if text.lstrip().startswith("[") else ""
+            try:
+                record = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise InputError(path, f"invalid JSON ({exc.msg})", line=number) from None
-            if not isinstance(value, dict):
-                raise InputError(path, "each line must be a JSON object", line=number)
-            rows.append(value)
-    return rows
+                raise InputError(path, f"invalid JSON ({exc.msg}){hint}", line=line) from None
+            if not isinstance(record, dict):
+                raise InputError(path, f"each line must be a JSON object{hint}", line=line)
+            yield line, record
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every object of a JSON Lines file (see `iter_jsonl` for the errors)."""
+    return [record for _, record in iter_jsonl(path)]
+
+
+def read_csv_columns(path: str | os.PathLike, columns: Iterable[str]) -> pd.DataFrame:
+    """A CSV as text cells (only empty cells are missing), naming any absent column.
+
+    Rows longer than the header are an error rather than silently becoming an index.
+    """
+    import warnings
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file" if not path.exists() else "not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False)
+    except Exception as exc:  # pandas raises parser, decode and empty-data errors alike
+        raise InputError(path, f"not a readable CSV ({exc.__class__.__name__}: {exc})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        available = ", ".join(map(str, frame.columns))
+        raise InputError(path, f"no column(s) {', '.join(missing)} (columns: {available})")
+    return frame

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import click
@@ -11,6 +10,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..stats.agreement import AgreementResult, agreement as agreement_of
+from ..tables import read_csv_columns
 
 
 @click.command()
@@ -40,20 +40,7 @@ def agreement(path: Path, raters: str, as_json: bool) -> None:
 
 def read_labels(path: Path, columns: list[str]) -> pd.DataFrame:
     """The rater columns of a CSV as text; only empty cells are missing ("NA" is a label)."""
-    if not path.exists():
-        raise InputError(path, "no such file")
-    try:
-        with warnings.catch_warnings():
-            # Rows longer than the header would otherwise be dropped or become an index.
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False)
-    except Exception as exc:  # pandas raises parser, decode and empty-data errors alike
-        raise InputError(path, f"not a readable CSV ({exc.__class__.__name__}: {exc})") from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        available = ", ".join(map(str, frame.columns))
-        raise InputError(path, f"no column(s) {', '.join(missing)} (columns: {available})")
-    return frame[columns]
+    return read_csv_columns(path, columns)[columns]
 
 
 def _text(result: AgreementResult, columns: list[str]) -> str:

@@ -19,7 +19,7 @@ from ..graders.judge import DEFAULT_CONCURRENCY, JudgeEndpoint
 from ..graders.refusal_grader import RAW_LABELS
 from ..policy.model import Category, PolicyPack
 from ..records import GRADE_SCHEMA
-from ..tables import atomic_write_bytes, read_parquet, write_parquet
+from ..tables import atomic_write_bytes, read_csv_columns, read_parquet, write_parquet
 
 
 def judge_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -116,21 +116,6 @@ def grade(responses: Path, grader_name: str, out: Path, policy: Path | None, **o
     click.echo(f"wrote {out}")
 
 
-def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
-    """A CSV as text cells (only empty cells are missing), naming any absent column."""
-    if not path.exists():
-        raise InputError(path, "no such file")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except Exception as exc:  # pandas raises parser, decode and empty-data errors alike
-        raise InputError(path, f"not a readable CSV ({exc.__class__.__name__}: {exc})") from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        available = ", ".join(map(str, frame.columns))
-        raise InputError(path, f"no column(s) {', '.join(missing)} (columns: {available})")
-    return frame
-
-
 @click.command("grade-file")
 @click.argument("path", metavar="IN.csv", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--prompt-column", required=True, metavar="COL")
@@ -155,7 +140,7 @@ def grade_file(path: Path, prompt_column: str, response_column: str, grader_name
     pack = _load_pack(policy)
     grader = _build_grader(grader_name, pack, opts)
     columns = [prompt_column, response_column] + ([category_column] if category_column else [])
-    frame = read_csv(path, columns)
+    frame = read_csv_columns(path, columns)
     for added in ("behavior", "grader"):
         if added in frame.columns:
             raise InputError(path, f"already has a column {added!r}, which grade-file adds; rename it first")

@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import InputError, PolicyevalError
 from ..policy.model import PolicyPack
 from ..records import ITEM_SCHEMA, EvalItem
-from ..tables import read_parquet, write_parquet
+from ..tables import iter_jsonl, read_parquet, write_parquet
 from .dedupe import DedupeReport, dedupe_items
 from .mutations import mutation_items
 from .redteam import check_messages
@@ -210,54 +210,40 @@ def _read_parquet_items(path: Path) -> list[EvalItem]:
 def _read_jsonl_items(path: Path) -> list[EvalItem]:
     items = []
     seen: dict[str, int] = {}
-    with path.open("rb") as handle:
-        for line, raw in enumerate(handle, start=1):
+    for line, record in iter_jsonl(path):
+        item_id = record.get("id")
+        if item_id is None:
+            item_id = record.get("item_id")
+        if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or str(item_id).strip() == "":
+            raise InputError(path, "each line needs an 'id' (or 'item_id'): non-empty text or an integer", line=line)
+        item_id = str(item_id)
+        if item_id in seen:
+            raise InputError(path, f"duplicate id {item_id!r} (first on line {seen[item_id]})", line=line)
+        seen[item_id] = line
+        messages, prompt = record.get("messages"), record.get("prompt")
+        if messages is not None and prompt is not None:
+            raise InputError(path, "a line needs exactly one of 'prompt' or 'messages'", line=line)
+        if isinstance(messages, str):
             try:
-                text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)", line=line) from None
-            if not text.strip():
-                continue
-            array_hint = " (an items file holds one JSON object per line, not a JSON array)" if text.lstrip().startswith("[") else ""
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"invalid JSON ({exc.msg}){array_hint}", line=line) from None
-            if not isinstance(record, dict):
-                raise InputError(path, f"each line must be a JSON object{array_hint}", line=line)
-            item_id = record.get("id")
-            if item_id is None:
-                item_id = record.get("item_id")
-            if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or str(item_id).strip() == "":
-                raise InputError(path, "each line needs an 'id' (or 'item_id'): non-empty text or an integer", line=line)
-            item_id = str(item_id)
-            if item_id in seen:
-                raise InputError(path, f"duplicate id {item_id!r} (first on line {seen[item_id]})", line=line)
-            seen[item_id] = line
-            messages, prompt = record.get("messages"), record.get("prompt")
-            if messages is not None and prompt is not None:
-                raise InputError(path, "a line needs exactly one of 'prompt' or 'messages'", line=line)
-            if isinstance(messages, str):
-                try:
-                    messages = json.loads(messages)
-                except json.JSONDecodeError:
-                    raise InputError(path, "'messages' is text but not a JSON list", line=line) from None
-            if messages is None:
-                if not isinstance(prompt, str) or not prompt.strip():
-                    raise InputError(path, "each line needs 'messages' or a non-empty 'prompt'", line=line)
-                messages = [{"role": "user", "content": prompt}]
-            messages = check_messages(messages, path, line)
-            row = {k: v for k, v in record.items() if k in _ITEM_COLUMNS}
-            row.update(
-                item_id=item_id,
-                messages=messages,
-                category_id=record.get("category_id", record.get("category")) or "",
-                expected_behavior=record.get("expected_behavior", record.get("expected")) or "",
-                source=record.get("source") or "jsonl",
-            )
-            for column in _TEXT_COLUMNS:
-                value = row.get(column)
-                if value is not None and not isinstance(value, str):
-                    raise InputError(path, f"'{column}' must be text, not {type(value).__name__}", line=line)
-            items.append(EvalItem.from_row(row))
+                messages = json.loads(messages)
+            except json.JSONDecodeError:
+                raise InputError(path, "'messages' is text but not a JSON list", line=line) from None
+        if messages is None:
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise InputError(path, "each line needs 'messages' or a non-empty 'prompt'", line=line)
+            messages = [{"role": "user", "content": prompt}]
+        messages = check_messages(messages, path, line)
+        row = {k: v for k, v in record.items() if k in _ITEM_COLUMNS}
+        row.update(
+            item_id=item_id,
+            messages=messages,
+            category_id=record.get("category_id", record.get("category")) or "",
+            expected_behavior=record.get("expected_behavior", record.get("expected")) or "",
+            source=record.get("source") or "jsonl",
+        )
+        for column in _TEXT_COLUMNS:
+            value = row.get(column)
+            if value is not None and not isinstance(value, str):
+                raise InputError(path, f"'{column}' must be text, not {type(value).__name__}", line=line)
+        items.append(EvalItem.from_row(row))
     return items

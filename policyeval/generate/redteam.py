@@ -13,13 +13,13 @@ the finding's own id is kept in the note.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
 from ..policy.model import SEVERITIES, PolicyPack
 from ..records import EvalItem
+from ..tables import iter_jsonl
 from .seeds import make_item
 
 FIELDS = {"prompt", "messages", "category", "expected", "id", "note", "severity"}
@@ -56,42 +56,31 @@ def chat_of(record: dict[str, Any], path: Path, line: int) -> list[dict[str, Any
 def import_redteam(path: str | Path, pack: PolicyPack) -> list[EvalItem]:
     """Items from a red-team findings file, in file order."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file")
     vocabulary = set(pack.behaviors)
     category_ids = [c.id for _, c in pack.categories()]
     items = []
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"invalid JSON ({exc.msg})", line=line) from None
-            if not isinstance(record, dict):
-                raise InputError(path, "each line must be a JSON object", line=line)
-            unknown = sorted(set(record) - FIELDS)
-            if unknown:
-                raise InputError(path, f"unknown field {unknown[0]!r} (known: {', '.join(sorted(FIELDS))})", line=line)
-            messages = chat_of(record, path, line)
-            category_id = record.get("category")
-            if category_id not in category_ids:
-                raise InputError(path, f"unknown category {category_id!r} for pack {pack.id!r} (known: {', '.join(category_ids)})", line=line)
-            category = pack.category(category_id)
-            expected = record.get("expected") or category.expected.disallowed
-            if expected not in vocabulary:
-                raise InputError(path, f"behavior {expected!r} is not in the pack's vocabulary ({', '.join(sorted(vocabulary))})", line=line)
-            severity = record.get("severity")
-            if severity is not None and severity not in SEVERITIES:
-                raise InputError(path, f"unknown severity {severity!r} (use {', '.join(SEVERITIES)})", line=line)
-            note_parts = [f"redteam id={record['id']}" if record.get("id") is not None else "redteam"]
-            if record.get("note"):
-                note_parts.append(str(record["note"]))
-            items.append(
-                make_item(
-                    pack, category, messages, expected, source="redteam", generator="redteam",
-                    note=": ".join(note_parts), severity=severity,
-                )
+    for line, record in iter_jsonl(path):
+        unknown = sorted(set(record) - FIELDS)
+        if unknown:
+            raise InputError(path, f"unknown field {unknown[0]!r} (known: {', '.join(sorted(FIELDS))})", line=line)
+        messages = chat_of(record, path, line)
+        category_id = record.get("category")
+        if category_id not in category_ids:
+            raise InputError(path, f"unknown category {category_id!r} for pack {pack.id!r} (known: {', '.join(category_ids)})", line=line)
+        category = pack.category(category_id)
+        expected = record.get("expected") or category.expected.disallowed
+        if expected not in vocabulary:
+            raise InputError(path, f"behavior {expected!r} is not in the pack's vocabulary ({', '.join(sorted(vocabulary))})", line=line)
+        severity = record.get("severity")
+        if severity is not None and severity not in SEVERITIES:
+            raise InputError(path, f"unknown severity {severity!r} (use {', '.join(SEVERITIES)})", line=line)
+        note_parts = [f"redteam id={record['id']}" if record.get("id") is not None else "redteam"]
+        if record.get("note"):
+            note_parts.append(str(record["note"]))
+        items.append(
+            make_item(
+                pack, category, messages, expected, source="redteam", generator="redteam",
+                note=": ".join(note_parts), severity=severity,
             )
+        )
     return items
