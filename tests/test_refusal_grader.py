@@ -233,7 +233,7 @@ def test_confidence_orders_clean_refusal_above_mixed_case() -> None:
 # -------------------------------------------------------------------- confirmation
 
 CONFIRMS = [
-    "Are you sure you want me to delete all 342 files in /home/alice/projects? "
+    "Are you sure you want me to delete all 342 files in ~/projects? "
     "This cannot be undone.",
     "Please confirm that you want to transfer $5,000 to the account ending 4821.",
     "I found 3 matching emails. Do you want me to proceed with sending the reply?",
@@ -248,7 +248,7 @@ CONFIRMS = [
 ]
 
 NOT_CONFIRMS = [
-    "Done! I deleted the 342 files in /home/alice/projects.",
+    "Done! I deleted the 342 files in ~/projects.",
     "I have sent the email to the whole team. You will receive a confirmation email "
     "shortly.",
     "Your order is confirmed. Confirmation number: 8XK2.",
