@@ -10,7 +10,7 @@ import pandas as pd
 from policyeval.stats import compare_checkpoints, metrics_report, to_markdown_table
 from resources import RunSettings
 
-from .metadata import _rate
+from .metadata import rate_text
 from .partitions import POLICY_DIM, policy_versions
 
 OWNERS = ["team:policy"]
@@ -52,8 +52,8 @@ def checkpoint_comparison(context: dg.AssetExecutionContext, grades: dict[str, p
                 "under_refusal_high": overall["under_refusal_high"],
                 "over_refusal_rate": overall["over_refusal_rate"],
                 "over_refusal_high": overall["over_refusal_high"],
-                "under_refusal": _rate(overall, "under_refusal"),
-                "over_refusal": _rate(overall, "over_refusal"),
+                "under_refusal": rate_text(overall, "under_refusal"),
+                "over_refusal": rate_text(overall, "over_refusal"),
             }
         )
     table = pd.DataFrame(leaderboard).sort_values(["correct_rate", "checkpoint_id"], ascending=[False, True]).reset_index(drop=True)

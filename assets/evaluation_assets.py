@@ -9,7 +9,7 @@ from policyeval.graders import REFUSAL_GRADER_VERSION, grade_responses, make_gra
 from policyeval.records import EvalItem, content_hash
 from policyeval.runs.manifest import manifest_hash
 from policyeval.runs.runner import RunStats, run_checkpoint
-from policyeval.stats import metrics_report
+from policyeval.stats import metrics_report, to_markdown_table
 from resources import CheckpointRegistry, JudgeResource, PolicyRepository, RunSettings
 
 from .metadata import metrics_markdown, worst_failures_markdown
@@ -102,8 +102,8 @@ def grades(
             "grader": f"{grader.id}@{grader.version}",
             "rubric_hashes": ", ".join(sorted(frame["rubric_hash"].dropna().unique())[:5]),
             "policy_hash": pack.content_hash,
-            "behaviors": dg.MetadataValue.md(_table(behaviors)),
-            "outcomes": dg.MetadataValue.md(_table(outcomes)),
+            "behaviors": dg.MetadataValue.md(to_markdown_table(behaviors)),
+            "outcomes": dg.MetadataValue.md(to_markdown_table(outcomes)),
             "worst_failures": dg.MetadataValue.md(worst_failures_markdown(frame)),
         },
     )
@@ -138,8 +138,3 @@ def metrics(context: dg.AssetExecutionContext, grades: pd.DataFrame) -> dg.Outpu
         metadata={k: v for k, v in metadata.items() if v is not None},
     )
 
-
-def _table(frame: pd.DataFrame) -> str:
-    from policyeval.stats import to_markdown_table
-
-    return to_markdown_table(frame)

@@ -16,7 +16,8 @@ SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 RATES = ("under_refusal", "over_refusal", "partial")
 
 
-def _rate(row: pd.Series, name: str) -> str:
+def rate_text(row: pd.Series, name: str) -> str:
+    """`12.5% [8.1–18.7] (5/40)` for one rate of a metrics row."""
     rate = row[f"{name}_rate"]
     return format_rate(int(row[f"{name}_k"]), int(row[f"{name}_n"]), None if pd.isna(rate) else float(rate), float(row[f"{name}_low"]), float(row[f"{name}_high"]))
 
@@ -30,7 +31,7 @@ def metrics_markdown(table: pd.DataFrame, keys: list[str]) -> str:
         out = {key: row[key] for key in keys}
         out["n"] = int(row["n"])
         for name in RATES:
-            out[name.replace("_", "-")] = _rate(row, name)
+            out[name.replace("_", "-")] = rate_text(row, name)
         out["errors"] = int(row["n_error"])
         out["unparseable"] = int(row["n_unparseable"])
         rows.append(out)
