@@ -99,5 +99,9 @@ def coverage_report(context: dg.AssetExecutionContext, policy_repository: Policy
             "gaps": len(report.gaps),
             "gap_list": dg.MetadataValue.md(to_markdown_table(gaps) if len(gaps) else "No gaps: every minimum is met."),
             "cells": dg.MetadataValue.md(to_markdown_table(report.cells.head(200))),
+            "categories_missing_a_behavior": int(report.missing_behaviors["category_id"].nunique()),
+            "missing_behaviors": dg.MetadataValue.md(to_markdown_table(report.missing_behaviors) if len(report.missing_behaviors) else "Every category has items of each behavior it expects."),
+            "categories_dominated_by_one_source": len(report.dominated),
+            "source_shares": dg.MetadataValue.md(to_markdown_table(report.source_shares.head(200))),
         },
     )

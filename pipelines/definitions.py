@@ -6,15 +6,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from checks import ALL_CHECKS
-from resources import CheckpointRegistry, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
+from resources import CampaignStore, CheckpointRegistry, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
 
 from .automation import ALL_SCHEDULES, ALL_SENSORS
-from .jobs import ALL_ASSETS, ALL_JOBS
+from .campaign_automation import CAMPAIGN_SENSORS
+from .jobs import ALL_ASSETS, ALL_JOBS, HUMAN_DATA_ASSETS
 
-__all__ = ["ALL_ASSETS", "ALL_CHECKS", "build_definitions", "defs"]
+__all__ = ["ALL_ASSETS", "ALL_CHECKS", "HUMAN_DATA_ASSETS", "build_definitions", "defs"]
 
 
 def build_definitions(
@@ -27,10 +30,10 @@ def build_definitions(
 ) -> dg.Definitions:
     """The code location; empty strings fall back to environment variables, then defaults."""
     return dg.Definitions(
-        assets=ALL_ASSETS,
+        assets=[*ALL_ASSETS, *HUMAN_DATA_ASSETS],
         asset_checks=ALL_CHECKS,
         jobs=ALL_JOBS,
-        sensors=ALL_SENSORS,
+        sensors=[*ALL_SENSORS, *CAMPAIGN_SENSORS],
         schedules=ALL_SCHEDULES,
         resources={
             "io_manager": ParquetIOManager(base_dir=data_dir),
@@ -38,6 +41,7 @@ def build_definitions(
             "checkpoint_registry": CheckpointRegistry(manifests_dir=manifests_dir),
             "run_settings": RunSettings(sample_per_cell=sample_per_cell, cache_dir=cache_dir, baseline_checkpoint=baseline_checkpoint),
             "judge": JudgeResource(),
+            "campaign_store": CampaignStore(root=str(Path(data_dir) / "campaigns") if data_dir else ""),
         },
     )
 

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.campaign_assets import (
+    adjudication_queue,
+    annotations,
+    annotator_agreement,
+    gold_set,
+    grader_validation,
+    labeling_campaign,
+    labeling_guidance,
+    published_metrics,
+)
 from assets.comparison_assets import checkpoint_comparison
 from assets.evaluation_assets import grades, metrics, responses
 from assets.policy_assets import coverage_report, eval_set, policy
 
 ALL_ASSETS = [policy, eval_set, coverage_report, responses, grades, metrics, checkpoint_comparison]
+# Kept apart from ALL_ASSETS: they need the `campaign_store` resource, which definitions
+# built from ALL_ASSETS alone (tests, other entry points) do not bind.
+HUMAN_DATA_ASSETS = [labeling_guidance, labeling_campaign, annotations, annotator_agreement, adjudication_queue, gold_set, grader_validation, published_metrics]
 
 policy_job = dg.define_asset_job(
     "policy_version_job",
@@ -26,4 +39,10 @@ comparison_job = dg.define_asset_job(
     description="Rank the checkpoints measured on a policy version and test them against the baseline.",
 )
 
-ALL_JOBS = [policy_job, evaluation_job, comparison_job]
+human_data_job = dg.define_asset_job(
+    "human_data_job",
+    selection=dg.AssetSelection.assets(annotations, annotator_agreement, adjudication_queue),
+    description="Import a campaign's inbox files (annotations, adjudications); agreement and the adjudication queue.",
+)
+
+ALL_JOBS = [policy_job, evaluation_job, comparison_job, human_data_job]

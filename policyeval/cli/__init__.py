@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "validate-grader": ("validate_grader", "validate_grader", "A grader against human labels: accuracy, kappa, confusion, sensitivity/specificity."),
     "demo": ("demo", "demo", "Run the whole chain on the demo pack and the embedded local model."),
     "serve-local-model": ("local_model", "serve_local_model", "Serve the embedded local model on loopback."),
+    "report": ("report", "report", "Safety, comparison, policy-diff, coverage and drift reports (HTML and Markdown)."),
 }
 
 

@@ -3,6 +3,7 @@ OpenAI-compatible server on loopback, and resources rooted in a temporary folder
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from pathlib import Path
@@ -22,6 +23,15 @@ def refusing_or_helping(request: dict, index: int) -> str:
     if "convert" in text.lower():
         return "I'm sorry, but I can't help with that."
     return "Sure. Here is a detailed, practical answer to your question with several steps."
+
+
+@pytest.fixture(autouse=True)
+def _collect_leftover_instances():
+    """Finalize instances earlier tests left unreachable (e.g. ones a sensor context built from
+    an instance ref) before a test starts: collected mid-test, they would reset Dagster's
+    current-instance state to a deleted temporary folder."""
+    gc.collect()
+    yield
 
 
 @pytest.fixture

@@ -1,0 +1,778 @@
+"""The human data loop: guidance, campaigns, annotations, agreement, adjudication, gold,
+and what the gold set says about the grader behind the published metrics.
+
+```
+policy ─ labeling_guidance ─ labeling_campaign ─ annotations ─┬ annotator_agreement
+grades ───────────────────────┘                               └ adjudication_queue
+annotations + adjudication_queue (every checkpoint) ─ gold_set            per policy version
+gold_set, grades, metrics ─ grader_validation ─ published_metrics ← metrics
+```
+
+The campaign folders (see `resources.CampaignStore`) are the working copy people touch:
+annotators and adjudicators drop files into a campaign's inbox, and the assets import
+them through the core's all-or-nothing importers. The assets only call the core and
+record what the UI should show. A campaign, once created for a partition, is never
+recreated: annotators' work outlives any re-materialization.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import dagster as dg
+import pandas as pd
+
+from policyeval.campaigns import (
+    GOLD_SCHEMA,
+    Campaign,
+    ImportResult,
+    assemble_gold,
+    calibrate,
+    create_campaign,
+    export_campaign,
+    import_adjudications,
+    import_annotations,
+    load_adjudications,
+    load_annotations,
+    render_guidance,
+    write_gold_set,
+)
+from policyeval.campaigns import adjudication_queue as build_queue
+from policyeval.campaigns.export import csv_bytes
+from policyeval.campaigns.gold import ADJUDICATED
+from policyeval.coverage import gold_coverage
+from policyeval.errors import InputError
+from policyeval.graders import grade_texts, make_grader
+from policyeval.policy import PolicyPack
+from policyeval.records import COMPLY, NON_VERDICTS, REFUSE, content_hash
+from policyeval.stats import to_markdown_table
+from policyeval.stats.intervals import format_rate
+from policyeval.tables import atomic_write_bytes
+from policyeval.validation import CorrectedRate, GraderValidation, corrected_rate_for, validate_grader
+from resources import CampaignStore, JudgeResource, PolicyRepository, RunSettings
+from resources.campaigns import ADJUDICATION_INBOX, ANNOTATION_INBOX
+
+from .comparison_assets import BY_POLICY_VERSION
+from .metadata import escape_text
+from .partitions import CHECKPOINT_DIM, policy_versions, policy_x_checkpoint, split_multi_key
+from .policy_assets import policy
+
+OWNERS = ["team:policy"]
+GROUP = "human_data"
+PREVIEW_CHARS = 6000
+
+# The grader's detection of a behavior decides one published rate: missing a compliance
+# hides an under-refusal, a spurious refusal invents an over-refusal.
+DECIDING_BEHAVIOR = {"under_refusal": COMPLY, "over_refusal": REFUSE}
+COMPARISON_COLUMNS = ["item_id", "category_id", "gold_label", "grader_behavior", "correct", "verdict_from", "gold_source", "campaign_id", "gold_version"]
+
+
+# ---------------------------------------------------------------------------
+# Guidance and campaign
+
+
+@dg.asset(
+    partitions_def=policy_versions,
+    deps=[policy],
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"markdown", "html"},
+    description=(
+        "What annotators read, rendered from the policy version (Markdown and a self-contained HTML page). "
+        "Its data version is the guidance hash, so anything annotators see changing marks campaigns stale."
+    ),
+)
+def labeling_guidance(context: dg.AssetExecutionContext, policy_repository: PolicyRepository, campaign_store: CampaignStore) -> dg.MaterializeResult:
+    key = context.partition_key
+    pack = policy_repository.load(key)
+    guidance = render_guidance(pack)
+    folder = campaign_store.guidance_dir(key)
+    md_path, html_path = folder / "guidance.md", folder / "guidance.html"
+    atomic_write_bytes(md_path, guidance.markdown.encode("utf-8"))
+    atomic_write_bytes(html_path, guidance.html.encode("utf-8"))
+    preview = guidance.markdown if len(guidance.markdown) <= PREVIEW_CHARS else guidance.markdown[:PREVIEW_CHARS] + "\n\n… (truncated; see the file)"
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(guidance.guidance_hash),
+        metadata={
+            "guidance_hash": guidance.guidance_hash,
+            "policy_hash": pack.content_hash,
+            "markdown_path": dg.MetadataValue.path(str(md_path)),
+            "html_path": dg.MetadataValue.path(str(html_path)),
+            "preview": dg.MetadataValue.md(preview),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=policy_x_checkpoint,
+    deps=[labeling_guidance],
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"csv", "json", "python"},
+    description=(
+        "A labeling campaign over this checkpoint's graded responses (stratified by category x outcome, with hidden "
+        "gold items from the policy version's gold set): annotator batches as CSV and Label Studio tasks and config. "
+        "Created once per partition; afterwards it is loaded, never overwritten."
+    ),
+)
+def labeling_campaign(
+    context: dg.AssetExecutionContext, grades: pd.DataFrame, policy_repository: PolicyRepository, campaign_store: CampaignStore
+) -> dg.MaterializeResult:
+    policy_key, checkpoint = split_multi_key(context)
+    pack = policy_repository.load(policy_key)
+    folder = campaign_store.campaign_dir(policy_key, checkpoint)
+    created = not campaign_store.has_campaign(policy_key, checkpoint)
+    if created:
+        gold = seed_gold(campaign_store.load_gold(policy_key), grades)
+        campaign = create_campaign(
+            grades,
+            pack,
+            campaign_id=folder.name,
+            size=campaign_store.size,
+            overlap_k=campaign_store.overlap_k,
+            annotators=list(campaign_store.annotators),
+            gold=gold,
+            n_gold=campaign_store.n_gold,
+            seed=campaign_store.seed,
+            checkpoint_id=checkpoint,
+        )
+        export_campaign(campaign, campaign_store.root_dir())
+        context.log.info(f"campaign {campaign.campaign_id} created in {folder}")
+    else:
+        campaign = campaign_store.load(policy_key, checkpoint)
+        if campaign.policy_hash != pack.content_hash:
+            raise dg.Failure(f"campaign folder {folder} was made under policy hash {campaign.policy_hash[:12]}, not {pack.content_hash[:12]}: move it aside")
+        context.log.info(f"campaign {campaign.campaign_id} exists; loaded, not recreated")
+    inboxes = campaign_store.ensure_inboxes(folder)
+
+    sampled = campaign.items[~campaign.items["is_gold"].astype(bool)]
+    strata = sampled.groupby(["category_id", "outcome"], dropna=False).size().rename("items").reset_index()
+    loads = campaign.assignments.groupby("annotator").agg(items=("item_id", "size"), gold=("is_gold", "sum"))
+    batches = pd.DataFrame(
+        [
+            {"annotator": a, "items": int(loads.at[a, "items"]) if a in loads.index else 0, "hidden_gold": int(loads.at[a, "gold"]) if a in loads.index else 0,
+             "batch": str(folder / "batches" / f"{a}.csv")}
+            for a in campaign.annotators
+        ]
+    )
+    current = render_guidance(pack).guidance_hash
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(content_hash(campaign.manifest())),
+        metadata={
+            "campaign_id": campaign.campaign_id,
+            "created_now": created,
+            "campaign_dir": dg.MetadataValue.path(str(folder)),
+            "items": len(sampled),
+            "gold_items": campaign.n_gold,
+            "items_by_category_outcome": dg.MetadataValue.md(markdown(strata)),
+            "batches": dg.MetadataValue.md(markdown(batches)),
+            "label_studio_tasks": dg.MetadataValue.path(str(folder / "label_studio" / "tasks.json")),
+            "label_studio_config": dg.MetadataValue.path(str(folder / "label_studio" / "config.xml")),
+            "annotation_inbox": dg.MetadataValue.path(str(inboxes[ANNOTATION_INBOX])),
+            "adjudication_inbox": dg.MetadataValue.path(str(inboxes[ADJUDICATION_INBOX])),
+            "guidance_hash": campaign.guidance.guidance_hash,
+            "guidance_is_current": campaign.guidance.guidance_hash == current,
+        },
+    )
+
+
+def seed_gold(gold: pd.DataFrame | None, grades_frame: pd.DataFrame) -> pd.DataFrame | None:
+    """One gold row per item for a new campaign's hidden gold items.
+
+    A gold set may label one item under several checkpoints' responses; the row whose
+    response is this checkpoint's is preferred, so calibration items look like the rest.
+    """
+    if gold is None or gold.empty:
+        return None
+    mine = set(zip(grades_frame["item_id"], grades_frame["response_text"]))
+    ranked = gold.assign(_theirs=[(i, r) not in mine for i, r in zip(gold["item_id"], gold["response_text"])])
+    ranked = ranked.sort_values(["item_id", "_theirs", "campaign_id"], kind="stable")
+    return ranked.drop_duplicates("item_id").drop(columns="_theirs").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------
+# Inbox imports
+
+
+@dataclass(frozen=True)
+class InboxImport:
+    imported: list[tuple[str, ImportResult]]
+    rejected: list[tuple[str, list[tuple[int | None, str]]]]  # file name, (line, problem)
+
+    def imported_table(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [{"file": name, "labels": r.labels_read, "added": r.added, "unchanged": r.unchanged, "replaced": r.replaced, "unlabeled": r.unlabeled} for name, r in self.imported],
+            columns=["file", "labels", "added", "unchanged", "replaced", "unlabeled"],
+        )
+
+    def rejected_table(self) -> pd.DataFrame:
+        rows = [{"file": name, "line": line, "problem": problem} for name, problems in self.rejected for line, problem in problems]
+        return pd.DataFrame(rows, columns=["file", "line", "problem"])
+
+    def fail_if_rejected(self, what: str) -> None:
+        """Raise a Failure naming every rejected file; the clean ones were already imported."""
+        if not self.rejected:
+            return
+        names = ", ".join(name for name, _ in self.rejected)
+        raise dg.Failure(
+            description=(
+                f"{len(self.rejected)} {what} file(s) rejected, nothing imported from them: {names}. "
+                f"{len(self.imported)} clean file(s) were imported. Fix or remove the rejected file(s); the next run picks them up."
+            ),
+            metadata={
+                "rejected_files": dg.MetadataValue.md(markdown(self.rejected_table(), limit=100)),
+                "imported_files": dg.MetadataValue.md(markdown(self.imported_table())),
+            },
+        )
+
+
+def import_inbox(files: list[Path], run_import: Callable[[Path], ImportResult]) -> InboxImport:
+    """Import each file on its own: a rejected file is recorded and does not stop the others."""
+    imported, rejected = [], []
+    for path in files:
+        try:
+            imported.append((path.name, run_import(path)))
+        except InputError as exc:
+            problems = getattr(exc, "problems", None)
+            listed = [(p.line, p.message) for p in problems] if problems else [(None, str(exc))]
+            rejected.append((path.name, listed))
+    return InboxImport(imported, rejected)
+
+
+@dg.asset(
+    partitions_def=policy_x_checkpoint,
+    deps=[labeling_campaign],
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"parquet", "csv"},
+    description=(
+        "Every annotator label of the campaign: each file in the campaign's annotation inbox is imported all-or-nothing. "
+        "A rejected file is listed with its problems and fails the run (after the clean files are imported), "
+        "so nobody reads agreement figures while labels are missing."
+    ),
+)
+def annotations(context: dg.AssetExecutionContext, campaign_store: CampaignStore) -> dg.Output[pd.DataFrame]:
+    policy_key, checkpoint = split_multi_key(context)
+    campaign = campaign_store.load(policy_key, checkpoint)
+    folder = campaign_store.campaign_dir(policy_key, checkpoint)
+    inbox = campaign_store.inbox_files_of(campaign_store.inbox(folder, ANNOTATION_INBOX))
+    result = import_inbox(inbox, lambda path: import_annotations(folder, path))
+    result.fail_if_rejected("annotation")
+
+    table = load_annotations(folder)
+    progress = annotation_progress(campaign, table)
+    assigned = campaign.assignments.groupby("item_id")["annotator"].apply(set)
+    labeled = table.groupby("item_id")["annotator"].apply(set) if len(table) else pd.Series(dtype=object)
+    complete = sum(1 for item, who in assigned.items() if who <= labeled.get(item, set()))
+    return dg.Output(
+        table,
+        data_version=dg.DataVersion(content_hash(records(table[["annotator", "item_id", "label"]]))),
+        metadata={
+            "labels": len(table),
+            "files": len(inbox),
+            "items_fully_labeled": complete,
+            "items": len(assigned),
+            "labels_per_annotator": dg.MetadataValue.md(markdown(progress)),
+            "imported_files": dg.MetadataValue.md(markdown(result.imported_table())),
+        },
+    )
+
+
+def annotation_progress(campaign: Campaign, table: pd.DataFrame) -> pd.DataFrame:
+    """Per annotator: items assigned, labeled, still open, and labels per behavior."""
+    rows = []
+    for annotator in campaign.annotators:
+        mine = table[table["annotator"] == annotator] if len(table) else table
+        assigned = int((campaign.assignments["annotator"] == annotator).sum())
+        counts = mine["label"].value_counts() if len(mine) else pd.Series(dtype=int)
+        rows.append({"annotator": annotator, "assigned": assigned, "labeled": len(mine), "open": max(0, assigned - len(mine)),
+                     **{b: int(counts.get(b, 0)) for b in campaign.behaviors}})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------
+# Agreement and adjudication
+
+AGREEMENT_COLUMNS = ["scope", "name", "n_items", "n_items_complete", "percent_agreement", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha", "accuracy", "flagged", "missed"]
+
+
+@dg.asset(
+    partitions_def=policy_x_checkpoint,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"parquet", "python"},
+    description=(
+        "How far annotators agree: percent agreement, Cohen's and Fleiss' kappa and Krippendorff's alpha overall, "
+        "per category and per annotator pair; each annotator against the hidden gold items, flagged under the store's thresholds."
+    ),
+)
+def annotator_agreement(context: dg.AssetExecutionContext, annotations: pd.DataFrame, campaign_store: CampaignStore) -> dg.Output[pd.DataFrame]:
+    policy_key, checkpoint = split_multi_key(context)
+    campaign = campaign_store.load(policy_key, checkpoint)
+    report = calibrate(campaign, annotations, min_kappa=campaign_store.min_annotator_kappa, min_accuracy=campaign_store.min_annotator_accuracy)
+
+    def row(scope: str, name: str, result: Any) -> dict:
+        if result is None:
+            return {"scope": scope, "name": name, "n_items": 0, "n_items_complete": 0}
+        return {"scope": scope, "name": name, "n_items": result.n_items, "n_items_complete": result.n_items_complete,
+                "percent_agreement": result.percent_agreement, "cohen_kappa": result.cohen_kappa,
+                "fleiss_kappa": result.fleiss_kappa, "krippendorff_alpha": result.krippendorff_alpha}
+
+    rows = [row("overall", "overall", report.overall)]
+    rows += [row("category", category, result) for category, result in report.by_category.items()]
+    rows += [row("pair", f"{p.first} / {p.second}", p.result) for p in report.by_pair]
+    rows += [
+        {"scope": "vs_gold", "name": g.annotator, "n_items": g.n_gold, "cohen_kappa": g.kappa, "accuracy": g.accuracy,
+         "flagged": g.flagged, "missed": ", ".join(item for item, _, _ in g.missed)}
+        for g in report.gold
+    ]
+    table = pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+    figures = ["n_items", "percent_agreement", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha"]
+    missed = pd.DataFrame(
+        [{"annotator": g.annotator, "item_id": item, "label": label, "gold": gold} for g in report.flagged for item, label, gold in g.missed],
+        columns=["annotator", "item_id", "label", "gold"],
+    )
+    overall = report.overall
+    metadata: dict[str, Any] = {
+        "labels": report.n_labels,
+        "overall": dg.MetadataValue.md(markdown(table[table["scope"] == "overall"][figures])),
+        "by_category": dg.MetadataValue.md(markdown(table[table["scope"] == "category"][["name", *figures]].rename(columns={"name": "category"}))),
+        "by_pair": dg.MetadataValue.md(markdown(table[table["scope"] == "pair"][["name", *figures]].rename(columns={"name": "pair"}))),
+        "vs_gold": dg.MetadataValue.md(
+            markdown(table[table["scope"] == "vs_gold"][["name", "n_items", "accuracy", "cohen_kappa", "flagged"]].rename(columns={"name": "annotator", "n_items": "gold_items"}))
+            if campaign.n_gold else "No hidden gold items in this campaign."
+        ),
+        "flagged_annotators": len(report.flagged),
+        "flagged_missed_items": dg.MetadataValue.md(markdown(missed) if len(missed) else "None."),
+        "thresholds": f"kappa >= {report.min_kappa}, accuracy >= {report.min_accuracy} on hidden gold",
+    }
+    if overall is not None:
+        for name in ("percent_agreement", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha"):
+            value = getattr(overall, name)
+            if value is not None:
+                metadata[name] = float(value)
+    return dg.Output(table, data_version=dg.DataVersion(content_hash(records(table))), metadata=metadata)
+
+
+@dg.asset(
+    partitions_def=policy_x_checkpoint,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"parquet", "csv"},
+    description=(
+        "Items whose labels disagree (with each other, or with a hidden gold label), and what adjudicators decided. "
+        "Imports each file in the campaign's adjudication inbox all-or-nothing, then writes the still-open items to "
+        "adjudication_queue.csv in the campaign folder."
+    ),
+)
+def adjudication_queue(context: dg.AssetExecutionContext, annotations: pd.DataFrame, campaign_store: CampaignStore) -> dg.Output[pd.DataFrame]:
+    policy_key, checkpoint = split_multi_key(context)
+    campaign = campaign_store.load(policy_key, checkpoint)
+    folder = campaign_store.campaign_dir(policy_key, checkpoint)
+    inbox = campaign_store.inbox_files_of(campaign_store.inbox(folder, ADJUDICATION_INBOX))
+    result = import_inbox(inbox, lambda path: import_adjudications(folder, path))
+    result.fail_if_rejected("adjudication")
+
+    queue = build_queue(campaign, annotations)
+    decided = load_adjudications(folder)
+    table = queue_with_decisions(campaign, queue, decided)
+    open_items = queue[~queue["item_id"].isin(set(decided["item_id"]))]
+    path = campaign_store.queue_path(folder)
+    atomic_write_bytes(path, csv_bytes(open_items))
+    shown = table[["item_id", "category", "reason", *[c for c in table.columns if c.startswith("label_")], "gold_label", "adjudicated_label", "status"]]
+    return dg.Output(
+        table,
+        data_version=dg.DataVersion(content_hash(records(table[["item_id", "reason", "adjudicated_label", "status"]]))),
+        metadata={
+            "queued": len(queue),
+            "open": int((table["status"] == "open").sum()),
+            "settled": int((table["status"] == "settled").sum()),
+            "queue_csv": dg.MetadataValue.path(str(path)),
+            "imported_files": dg.MetadataValue.md(markdown(result.imported_table())),
+            "queue": dg.MetadataValue.md(markdown(shown) if len(shown) else "Nothing to adjudicate."),
+        },
+    )
+
+
+def queue_with_decisions(campaign: Campaign, queue: pd.DataFrame, decided: pd.DataFrame) -> pd.DataFrame:
+    """The queue with each adjudication filled in, plus items adjudicated without being queued."""
+    decisions = decided[["item_id", "label", "adjudicator", "notes"]].rename(columns={"label": "adjudicated_label"})
+    table = queue.drop(columns=["adjudicated_label", "adjudicator", "notes"]).merge(decisions, on="item_id", how="outer")
+    items = campaign.items.set_index("item_id")
+    unqueued = ~table["item_id"].isin(set(queue["item_id"]))
+    for column, source in (("category", "category_id"), ("prompt", "prompt_text"), ("response", "response_text")):
+        table.loc[unqueued, column] = [items.at[i, source] for i in table.loc[unqueued, "item_id"]]
+    table.loc[unqueued, "reason"] = "adjudicated without dispute"
+    table["status"] = ["settled" if isinstance(v, str) and v else "open" for v in table["adjudicated_label"]]
+    return table.sort_values(["category", "item_id"], kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------
+# Gold set
+
+
+@dg.asset(
+    partitions_def=policy_versions,
+    ins={
+        "annotations": dg.AssetIn(partition_mapping=BY_POLICY_VERSION, metadata={"all_partitions": True}),
+        "adjudication_queue": dg.AssetIn(partition_mapping=BY_POLICY_VERSION, metadata={"all_partitions": True}),
+    },
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"parquet", "python"},
+    description=(
+        "The policy version's gold labels, from every checkpoint's campaign: unanimous or adjudicated labels with "
+        "provenance (annotators, adjudicator, campaign, policy hash). Disputed items are left out and counted. "
+        "Its data version is the gold content hash; new campaigns draw hidden gold items from it."
+    ),
+)
+def gold_set(
+    context: dg.AssetExecutionContext,
+    annotations: dict[str, pd.DataFrame],
+    adjudication_queue: dict[str, pd.DataFrame],
+    policy_repository: PolicyRepository,
+    campaign_store: CampaignStore,
+) -> dg.MaterializeResult:
+    policy_key = context.partition_key
+    pack = policy_repository.load(policy_key)
+    sets, summaries = [], []
+    for key, labels in sorted(annotations.items(), key=lambda kv: str(kv[0])):
+        checkpoint = checkpoint_of(key)
+        if not campaign_store.has_campaign(policy_key, checkpoint):
+            context.log.warning(f"annotations exist for {checkpoint} but its campaign folder is gone; left out")
+            continue
+        campaign = campaign_store.load(policy_key, checkpoint)
+        queue = adjudication_queue.get(key, pd.DataFrame(columns=["item_id", "adjudicated_label", "adjudicator", "status"]))
+        decided = queue[queue["status"] == "settled"].rename(columns={"adjudicated_label": "label"})[["item_id", "label", "adjudicator"]]
+        gold = assemble_gold(campaign, labels, decided, min_labels=campaign_store.min_labels)
+        sets.append(gold.table)
+        summaries.append({"campaign": campaign.campaign_id, "checkpoint": checkpoint, **{k: v for k, v in gold.summary().items() if k != "gold_version"},
+                          "unresolved_items": ", ".join(gold.unresolved)})
+    table, conflicts = combine_gold(sets)
+    version = str(table["gold_version"].iloc[0]) if len(table) else content_hash([])
+    path = write_gold_set(table, campaign_store.gold_path(policy_key))
+
+    by_label = table.groupby(["label", "source"]).size().unstack(fill_value=0).reset_index() if len(table) else pd.DataFrame(columns=["label"])
+    coverage = gold_coverage(pack, table)
+    without = coverage[coverage["n_gold"] == 0]
+    unresolved = sum(s["n_unresolved"] for s in summaries) + len(conflicts)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(version),
+        metadata={
+            "gold_version": version,
+            "size": len(table),
+            "unresolved": unresolved,
+            "incomplete": sum(s["n_incomplete"] for s in summaries),
+            "cross_campaign_conflicts": dg.MetadataValue.md(", ".join(conflicts) if conflicts else "None."),
+            "labels_by_behavior": dg.MetadataValue.md(markdown(by_label) if len(by_label) else "No gold labels yet."),
+            "campaigns": dg.MetadataValue.md(markdown(pd.DataFrame(summaries)) if summaries else "No campaign has annotations yet."),
+            "categories_without_gold": len(without),
+            "gold_by_category": dg.MetadataValue.md(markdown(coverage)),
+            "path": dg.MetadataValue.path(str(path)),
+        },
+    )
+
+
+def checkpoint_of(key: Any) -> str:
+    if isinstance(key, dg.MultiPartitionKey):
+        return key.keys_by_dimension[CHECKPOINT_DIM]
+    return policy_x_checkpoint.get_partition_key_from_str(str(key)).keys_by_dimension[CHECKPOINT_DIM]
+
+
+def combine_gold(tables: list[pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
+    """One gold set from several campaigns' gold sets.
+
+    A label belongs to one (item, response). The same pair settled in two campaigns (a
+    hidden gold item, or two checkpoints that answered alike) is kept once: an
+    adjudicated label wins over a unanimous one, as within a campaign; pairs whose
+    labels still differ are left out and returned. `gold_version` is recomputed over
+    the combined content.
+    """
+    frames = [t for t in tables if len(t)]
+    if not frames:
+        return pd.DataFrame(columns=GOLD_SCHEMA.names), []
+    combined = pd.concat(frames, ignore_index=True).sort_values(["item_id", "campaign_id"], kind="stable")
+    kept, conflicts = [], []
+    for (item_id, _), group in combined.groupby(["item_id", "response_text"], sort=True, dropna=False):
+        adjudicated = group[group["source"] == ADJUDICATED]
+        deciding = adjudicated if len(adjudicated) else group
+        if deciding["label"].nunique() > 1:
+            conflicts.append(str(item_id))
+            continue
+        kept.append(deciding.iloc[0])
+    table = pd.DataFrame(kept, columns=combined.columns).reset_index(drop=True)
+    version = content_hash(records(table.drop(columns=["gold_version"])))
+    return table.assign(gold_version=version).reindex(columns=GOLD_SCHEMA.names), sorted(set(conflicts))
+
+
+# ---------------------------------------------------------------------------
+# Grader validation and the metrics a report may show
+
+
+@dg.asset(
+    partitions_def=policy_x_checkpoint,
+    deps=[gold_set],
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"parquet", "python"},
+    description=(
+        "The grader behind `grades` against the policy version's gold labels: accuracy, Cohen's kappa, confusion, "
+        "per category, and its sensitivity/specificity as a detector of comply (decides under-refusal) and refuse "
+        "(decides over-refusal); the raw rates of `metrics` beside the rates corrected for grader error (Rogan-Gladen, "
+        "bootstrap intervals that carry the gold set's own uncertainty). One row per gold item compared."
+    ),
+)
+def grader_validation(
+    context: dg.AssetExecutionContext,
+    grades: pd.DataFrame,
+    metrics: pd.DataFrame,
+    policy_repository: PolicyRepository,
+    campaign_store: CampaignStore,
+    run_settings: RunSettings,
+    judge: JudgeResource,
+) -> dg.Output[pd.DataFrame]:
+    policy_key, checkpoint = split_multi_key(context)
+    pack = policy_repository.load(policy_key)
+    gold = campaign_store.load_gold(policy_key)
+    table = compare_with_gold(gold, grades, pack, lambda: _grader(run_settings, judge, pack))
+    validation = validation_of(table, pack)
+    metadata: dict[str, Any] = {
+        "gold_items": len(table),
+        "gold_version": str(table["gold_version"].iloc[0]) if len(table) else "",
+        "verdicts_from_grades": int((table["verdict_from"] == "grades").sum()),
+        "verdicts_regraded": int((table["verdict_from"] == "regraded").sum()),
+        "grader": ", ".join(sorted({f"{i}@{v}" for i, v in zip(grades.get("grader_id", []), grades.get("grader_version", []))})),
+        "min_grader_kappa": pack.header.thresholds.min_grader_kappa,
+    }
+    if validation is None:
+        metadata["note"] = f"no gold labels for this policy version ({policy_key}): run a labeling campaign and materialize gold_set"
+    else:
+        metadata.update(
+            {
+                "accuracy": validation.accuracy,
+                "accuracy_interval": format_rate(validation.n_correct, validation.n_items, validation.accuracy, validation.accuracy_low, validation.accuracy_high),
+                "cohen_kappa": validation.cohen_kappa,
+                "confusion": dg.MetadataValue.md(confusion_markdown(validation)),
+                "per_category": dg.MetadataValue.md(per_category_markdown(validation)),
+                "detection": dg.MetadataValue.md(detection_markdown(validation)),
+                "raw_vs_corrected": dg.MetadataValue.md(raw_vs_corrected_markdown(metrics, validation)),
+            }
+        )
+        overall = metrics[metrics["level"] == "overall"]
+        if len(overall):
+            corrected = corrected_columns(overall, validation).iloc[0]
+            for name in DECIDING_BEHAVIOR:
+                for suffix in ("", "_low", "_high"):
+                    value = corrected[f"{name}_corrected{suffix}"]
+                    if value is not None and value == value:
+                        metadata[f"{name}_corrected{suffix}"] = float(value)
+    return dg.Output(
+        table,
+        data_version=dg.DataVersion(content_hash(records(table))),
+        metadata={k: v for k, v in metadata.items() if v is not None},
+    )
+
+
+def _grader(run_settings: RunSettings, judge: JudgeResource, pack: PolicyPack):
+    """The grader `grades` is made with (see evaluation_assets.grades)."""
+    if run_settings.grader == "judge":
+        if not judge.configured:
+            raise dg.Failure("run_settings.grader is 'judge' but the judge resource has no base_url/models configured")
+        return judge.grader(pack)
+    return make_grader(run_settings.grader)
+
+
+def compare_with_gold(gold: pd.DataFrame | None, grades_frame: pd.DataFrame, pack: PolicyPack, grader_factory: Callable[[], Any]) -> pd.DataFrame:
+    """One row per gold item: the human label beside the grader's verdict on the same response.
+
+    A gold label belongs to one response, so the verdict is the `grades` row of the same
+    item *and* response text when this checkpoint gave that response; gold items labeled
+    on another checkpoint's response are graded here with the same grader.
+    """
+    if gold is None or gold.empty:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    verdicts = {(i, r): b for i, r, b in zip(grades_frame["item_id"], grades_frame["response_text"], grades_frame["behavior"])}
+    found = [verdicts.get((i, r)) for i, r in zip(gold["item_id"], gold["response_text"])]
+    missing = [n for n, v in enumerate(found) if v is None]
+    regraded_rows = set(missing)
+    if missing:
+        categories = {c.id: c for _, c in pack.categories()}
+        regraded = grade_texts(
+            [gold["prompt_text"].iat[n] for n in missing],
+            [gold["response_text"].iat[n] for n in missing],
+            grader_factory(),
+            list(pack.behaviors),
+            [categories.get(gold["category_id"].iat[n]) for n in missing],
+        )
+        for n, grade in zip(missing, regraded):
+            found[n] = grade.behavior
+    table = pd.DataFrame(
+        {
+            "item_id": gold["item_id"].tolist(),
+            "category_id": gold["category_id"].tolist(),
+            "gold_label": gold["label"].tolist(),
+            "grader_behavior": found,
+            "verdict_from": ["regraded" if n in regraded_rows else "grades" for n in range(len(gold))],
+            "gold_source": gold["source"].tolist(),
+            "campaign_id": gold["campaign_id"].tolist(),
+            "gold_version": gold["gold_version"].tolist(),
+        }
+    )
+    table["correct"] = table["gold_label"] == table["grader_behavior"]
+    return table[COMPARISON_COLUMNS]
+
+
+def validation_of(table: pd.DataFrame, pack: PolicyPack) -> GraderValidation | None:
+    """The grader's figures on a grader_validation table; None without gold items."""
+    if table.empty:
+        return None
+    return validate_grader(table["gold_label"].tolist(), table["grader_behavior"].tolist(), table["category_id"].tolist(), list(pack.behaviors))
+
+
+@dataclass(frozen=True)
+class KappaGate:
+    """Whether a grader's metrics may be published: kappa vs gold against the pack's minimum."""
+
+    passed: bool
+    description: str
+    validation: GraderValidation | None
+    threshold: float | None
+
+
+def kappa_gate(table: pd.DataFrame, pack: PolicyPack, partition: str) -> KappaGate:
+    """No gold fails (nobody has checked the grader); no `min_grader_kappa` in the pack passes with a note;
+    an undefined kappa (one label throughout) fails, since it shows no ability to tell behaviors apart."""
+    threshold = pack.header.thresholds.min_grader_kappa
+    validation = validation_of(table, pack)
+    if validation is None:
+        return KappaGate(False, f"{partition}: no gold labels for this policy version: a grader nobody has checked does not get its metrics published.", None, threshold)
+    kappa = validation.cohen_kappa
+    shown = "undefined" if kappa is None else f"{kappa:.3f}"
+    if threshold is None:
+        return KappaGate(True, f"{partition}: the pack sets no min_grader_kappa; kappa vs gold is {shown} on {validation.n_items} items (not gated).", validation, None)
+    if kappa is None:
+        return KappaGate(False, f"{partition}: kappa vs gold is undefined on {validation.n_items} items (a single label throughout); need >= {threshold}.", validation, threshold)
+    verdict = ">=" if kappa >= threshold else "<"
+    return KappaGate(kappa >= threshold, f"{partition}: grader kappa vs gold {shown} {verdict} {threshold} (pack min_grader_kappa) on {validation.n_items} gold items.", validation, threshold)
+
+
+@dg.asset(
+    partitions_def=policy_x_checkpoint,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"parquet", "python"},
+    description=(
+        "The metrics a report may show: `metrics` with the rates corrected for grader error beside the raw ones. "
+        "Only for a grader that passed the blocking kappa check against gold (re-checked here, so a run that selects "
+        "this asset alone cannot publish an unvalidated grader's numbers)."
+    ),
+)
+def published_metrics(context: dg.AssetExecutionContext, metrics: pd.DataFrame, grader_validation: pd.DataFrame, policy_repository: PolicyRepository) -> dg.Output[pd.DataFrame]:
+    policy_key, _ = split_multi_key(context)
+    pack = policy_repository.load(policy_key)
+    gate = kappa_gate(grader_validation, pack, str(context.partition_key))
+    if not gate.passed:
+        raise dg.Failure(gate.description)
+    frame = pd.concat([metrics, corrected_columns(metrics, gate.validation)], axis=1)
+    frame["grader_kappa"] = gate.validation.cohen_kappa if gate.validation else None
+    frame["gold_version"] = str(grader_validation["gold_version"].iloc[0]) if len(grader_validation) else ""
+    return dg.Output(
+        frame,
+        data_version=dg.DataVersion(content_hash(records(frame))),
+        metadata={"rows": len(frame), "gate": gate.description, "raw_vs_corrected": dg.MetadataValue.md(raw_vs_corrected_markdown(metrics, gate.validation))},
+    )
+
+
+def corrected_columns(metrics_frame: pd.DataFrame, validation: GraderValidation | None) -> pd.DataFrame:
+    """Per metrics row: under- and over-refusal corrected for grader error, with interval and note."""
+    out = pd.DataFrame(index=metrics_frame.index)
+    for name, behavior in DECIDING_BEHAVIOR.items():
+        detected = validation.detection.get(behavior) if validation is not None else None
+        values: list[CorrectedRate | None] = [
+            corrected_rate_for(int(k), int(n), detected) if detected is not None else None
+            for k, n in zip(metrics_frame[f"{name}_k"], metrics_frame[f"{name}_n"])
+        ]
+        out[f"{name}_corrected"] = [v.corrected if v else None for v in values]
+        out[f"{name}_corrected_low"] = [v.low if v else None for v in values]
+        out[f"{name}_corrected_high"] = [v.high if v else None for v in values]
+        notes = []
+        for v, k, n in zip(values, metrics_frame[f"{name}_k"], metrics_frame[f"{name}_n"]):
+            if v is None:
+                notes.append(f"the gold set has no {behavior} decisions to correct with")
+            elif n and k in (0, n) and v.low is not None:
+                notes.append("; ".join(filter(None, [v.note, f"observed {int(k)}/{int(n)}: a bootstrap cannot move a rate of 0 or 1, so this interval is too narrow; read the raw Wilson bound"])))
+            else:
+                notes.append(v.note)
+        out[f"{name}_correction_note"] = notes
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Markdown
+
+
+def markdown(frame: pd.DataFrame, limit: int = 50) -> str:
+    """An escaped Markdown table (cells can hold model output or file names), capped at `limit` rows."""
+    if frame.empty:
+        return "None."
+    shown = frame.head(limit).copy()
+    for column in shown.columns:
+        shown[column] = [v if isinstance(v, (bool, int, float)) and v == v else escape_text(v) for v in shown[column]]
+    table = to_markdown_table(shown)
+    return table + (f"\n\n… and {len(frame) - limit} more." if len(frame) > limit else "")
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-able dicts (missing values as None), for content hashes."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def confusion_markdown(validation: GraderValidation) -> str:
+    columns = list(validation.labels) + [v for v in NON_VERDICTS if any(row[v] for row in validation.confusion.values())]
+    rows = [{"human \\ grader": t, **{p: validation.confusion[t][p] for p in columns}} for t in validation.labels]
+    return to_markdown_table(pd.DataFrame(rows))
+
+
+def per_category_markdown(validation: GraderValidation, worst_first: bool = False, limit: int = 50) -> str:
+    rows = [{"category": c.category, "n": c.n_items, "correct": c.n_correct, "accuracy": c.accuracy, "kappa": c.cohen_kappa} for c in validation.per_category]
+    frame = pd.DataFrame(rows, columns=["category", "n", "correct", "accuracy", "kappa"])
+    if worst_first and len(frame):
+        frame = frame.sort_values(["accuracy", "kappa", "category"], na_position="first", kind="stable")
+    return markdown(frame, limit)
+
+
+def detection_markdown(validation: GraderValidation) -> str:
+    decides = {behavior: name.replace("_", "-") for name, behavior in DECIDING_BEHAVIOR.items()}
+    rows = [
+        {"behavior": d.behavior, "decides": decides.get(d.behavior, ""), "sensitivity": d.sensitivity.format(), "specificity": d.specificity.format()}
+        for d in validation.detection.values()
+    ]
+    return to_markdown_table(pd.DataFrame(rows))
+
+
+def raw_vs_corrected_markdown(metrics_frame: pd.DataFrame, validation: GraderValidation | None) -> str:
+    """Overall, per severity and per category: each raw rate beside its corrected value."""
+    shown = metrics_frame[metrics_frame["level"].isin(["overall", "severity", "category"])]
+    if shown.empty:
+        return "No metrics rows."
+    corrected = corrected_columns(shown, validation)
+    rows = []
+    for index, row in shown.iterrows():
+        level = row["level"]
+        slice_ = "overall" if level == "overall" else row["severity" if level == "severity" else "category_id"]
+        for name in DECIDING_BEHAVIOR:
+            rate = row[f"{name}_rate"]
+            value, low, high = (corrected.at[index, f"{name}_corrected{s}"] for s in ("", "_low", "_high"))
+            text = "undefined" if value is None or value != value else f"{100 * value:.1f}%" + (f" [{100 * low:.1f}–{100 * high:.1f}]" if low is not None and low == low else "")
+            rows.append(
+                {
+                    "level": level,
+                    "slice": slice_,
+                    "metric": name.replace("_", "-"),
+                    "raw": format_rate(int(row[f"{name}_k"]), int(row[f"{name}_n"]), None if pd.isna(rate) else float(rate), float(row[f"{name}_low"]), float(row[f"{name}_high"])),
+                    "corrected": text,
+                    "note": corrected.at[index, f"{name}_correction_note"],
+                }
+            )
+    return markdown(pd.DataFrame(rows), limit=100)
+
