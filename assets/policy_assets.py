@@ -8,7 +8,7 @@ from policyeval.coverage import coverage_report as build_coverage
 from policyeval.generate import GENERATOR_VERSION, generate_eval_set, items_to_frame
 from policyeval.records import content_hash
 from policyeval.stats import to_markdown_table
-from resources import PolicyRepository
+from resources import CampaignStore, PolicyRepository
 
 from .partitions import policy_versions
 
@@ -84,11 +84,19 @@ def eval_set(context: dg.AssetExecutionContext, policy_repository: PolicyReposit
     group_name="policy",
     owners=OWNERS,
     kinds={"parquet", "python"},
-    description="Items per taxonomy leaf x expected behavior x source against the pack's minimum counts, with the gaps.",
+    deps=[dg.AssetKey("gold_set")],
+    description=(
+        "Items per taxonomy leaf x expected behavior x source against the pack's minimum counts, with the gaps; "
+        "which categories lack an expected behavior, which are dominated by one source, and which lack gold labels."
+    ),
 )
-def coverage_report(context: dg.AssetExecutionContext, policy_repository: PolicyRepository, eval_set: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+def coverage_report(
+    context: dg.AssetExecutionContext, policy_repository: PolicyRepository, campaign_store: CampaignStore, eval_set: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
     pack = policy_repository.load(context.partition_key)
-    report = build_coverage(pack, eval_set)
+    gold = campaign_store.load_gold(context.partition_key)
+    report = build_coverage(pack, eval_set, gold=gold)
+    missing_gold = report.missing_gold
     gaps = report.gaps[["category_id", "expected_behavior", "minimum", "n", "gap"]]
     return dg.Output(
         report.targets,
@@ -103,5 +111,9 @@ def coverage_report(context: dg.AssetExecutionContext, policy_repository: Policy
             "missing_behaviors": dg.MetadataValue.md(to_markdown_table(report.missing_behaviors) if len(report.missing_behaviors) else "Every category has items of each behavior it expects."),
             "categories_dominated_by_one_source": len(report.dominated),
             "source_shares": dg.MetadataValue.md(to_markdown_table(report.source_shares.head(200))),
+            "categories_without_gold": len(missing_gold) if missing_gold is not None else len(pack.categories()),
+            "gold_labels": dg.MetadataValue.md(
+                "No gold set for this policy version yet." if report.gold is None else to_markdown_table(report.gold)
+            ),
         },
     )

@@ -56,7 +56,7 @@ def workspace(tmp_path: Path, fake_model: FakeOpenAIServer) -> dict:
 
 @pytest.fixture
 def resources(workspace: dict) -> dict:
-    from resources import CheckpointRegistry, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
+    from resources import CampaignStore, CheckpointRegistry, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
 
     return {
         "io_manager": ParquetIOManager(base_dir=str(workspace["data"])),
@@ -64,4 +64,5 @@ def resources(workspace: dict) -> dict:
         "checkpoint_registry": CheckpointRegistry(manifests_dir=str(workspace["checkpoints"])),
         "run_settings": RunSettings(sample_per_cell=0, cache_dir=str(workspace["cache"]), baseline_checkpoint="fake-a"),
         "judge": JudgeResource(),
+        "campaign_store": CampaignStore(root=str(workspace["data"] / "campaigns")),
     }

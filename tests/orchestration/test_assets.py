@@ -54,6 +54,9 @@ def test_pipeline_materializes_with_lineage_and_caches(workspace, resources) -> 
         grades_meta = latest_metadata(instance, "grades", mk)
         assert grades_meta["policy_hash"].value == repo.load(key).content_hash
         assert "under-refusal" in latest_metadata(instance, "metrics", mk)["by_severity"].value
+        coverage = latest_metadata(instance, "coverage_report", key)
+        assert coverage["categories_without_gold"].value == 2  # no human gold labels yet
+        assert "No gold set" in coverage["gold_labels"].value
         comparison = latest_metadata(instance, "checkpoint_comparison", key)
         assert comparison["checkpoints"].value == 2 and comparison["baseline"].value == "fake-a"
 
