@@ -395,6 +395,28 @@ def test_gold_calibration_flags_the_annotator_who_misses(pack, tmp_path):
     assert all("disagrees with gold" in r for r in queue["reason"])
 
 
+def test_partial_overlap_queues_only_real_disagreements(pack, tmp_path):
+    """Three annotators, two per item: an annotator who was not assigned an item is not a disagreement."""
+    campaign = create_campaign(synthetic_grades(pack), pack, campaign_id="overlap", size=12, overlap_k=2,
+                               annotators=["a", "b", "c"])
+    folder = export_campaign(campaign, tmp_path)
+    assignments = campaign.assignments
+    disputed = sorted(campaign.items["item_id"])[:3]
+    rows = []
+    for annotator, item_id in assignments[["annotator", "item_id"]].itertuples(index=False):
+        first = assignments[assignments["item_id"] == item_id]["annotator"].min()
+        label = "refuse" if item_id in disputed and annotator == first else "comply"
+        rows.append({"annotator": annotator, "item_id": item_id, "label": label})
+    path = tmp_path / "labels.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    import_annotations(folder, path)
+    queue = adjudication_queue(load_campaign(folder), load_annotations(folder))
+    assert sorted(queue["item_id"]) == disputed
+    assert all(sum(bool(v) for v in row) == 2 for row in queue[["label_a", "label_b", "label_c"]].itertuples(index=False))
+    gold = assemble_gold_set(load_campaign(folder), load_annotations(folder), load_adjudications(folder))
+    assert len(gold) == 12 - 3 and set(gold["label"]) == {"comply"}
+
+
 @pytest.fixture
 def small_campaign(pack, tmp_path):
     """A campaign folder with one clean import, so 'changes nothing' can be checked byte for byte."""

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from ..tables import atomic_write_bytes, read_parquet, write_parquet
 from .annotations import ImportResult, load_annotations
-from .calibration import label_matrix
+from .calibration import given_labels, label_matrix
 from .campaign import Campaign, load_campaign
 from .export import csv_bytes
 from .gold import assemble_gold_set  # noqa: F401  (the gold set is assembled from adjudications)
@@ -56,7 +56,7 @@ def adjudication_queue(campaign: Campaign, annotations: pd.DataFrame) -> pd.Data
     items = campaign.items.set_index("item_id")
     rows: list[dict[str, Any]] = []
     for item_id, labels in matrix.iterrows():
-        given = [v for v in labels.tolist() if v is not None]
+        given = list(given_labels(labels).values())
         reasons = []
         if len(set(given)) > 1:
             reasons.append(DISAGREE)
@@ -71,7 +71,8 @@ def adjudication_queue(campaign: Campaign, annotations: pd.DataFrame) -> pd.Data
             "response": items.at[item_id, "response_text"],
             "reason": "; ".join(reasons),
         }
-        row.update({label_column(a): labels[a] or "" for a in campaign.annotators})
+        present = given_labels(labels)
+        row.update({label_column(a): present.get(a, "") for a in campaign.annotators})
         row.update({"gold_label": gold.get(item_id, ""), "adjudicated_label": "", "adjudicator": "", "notes": ""})
         rows.append(row)
     columns = (["item_id", "category", "prompt", "response", "reason"]

@@ -97,6 +97,13 @@ def label_matrix(campaign: Campaign, annotations: pd.DataFrame) -> pd.DataFrame:
     return matrix.astype(object).where(matrix.notna(), None)
 
 
+def given_labels(row: pd.Series) -> dict[str, str]:
+    """Annotator -> label for one row of `label_matrix`, leaving out annotators without one.
+
+    A row taken out of the matrix (iterrows) holds NaN, not None, where nobody labeled."""
+    return {str(a): v for a, v in row.items() if isinstance(v, str)}
+
+
 def calibrate(campaign: Campaign, annotations: pd.DataFrame, *, min_kappa: float = DEFAULT_MIN_KAPPA,
               min_accuracy: float = DEFAULT_MIN_ACCURACY) -> CalibrationReport:
     """Agreement overall, per category and per annotator pair, and each annotator vs gold."""

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from ..records import canonical_json, content_hash
 from ..tables import read_parquet, write_parquet
-from .calibration import label_matrix
+from .calibration import given_labels, label_matrix
 from .campaign import Campaign
 
 UNANIMOUS = "unanimous"
@@ -73,7 +73,7 @@ def assemble_gold(campaign: Campaign, annotations: pd.DataFrame, adjudications: 
     unresolved: list[str] = []
     incomplete = 0
     for item_id, labels in matrix.iterrows():
-        given = {a: v for a, v in labels.items() if v is not None}
+        given = given_labels(labels)
         values = set(given.values())
         consensus = next(iter(values)) if len(values) == 1 else None
         if item_id in adjudicated:
