@@ -47,7 +47,7 @@ import dagster as dg
 from assets.evaluation_assets import responses
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, checkpoints, multi_key, policy_versions
 from assets.policy_assets import eval_set
-from pipelines.jobs import evaluation_job, policy_job
+from pipelines.jobs import drift_job, evaluation_job, policy_job
 from policyeval.runs.manifest import CheckpointManifest, manifest_hash
 from resources import CheckpointRegistry, PolicyRepository, RunSettings
 
@@ -359,7 +359,13 @@ def reevaluation_schedule(
 
 
 ALL_SENSORS = [checkpoint_sensor, policy_sensor]
+# Deployment drift: each day's partition once the day is over (stopped until turned on).
+drift_schedule = dg.build_schedule_from_partitioned_job(
+    drift_job, name="deployment_drift_schedule", hour_of_day=7, default_status=dg.DefaultScheduleStatus.STOPPED
+)
+
 ALL_SCHEDULES = [reevaluation_schedule]
+REPORT_SCHEDULES = [drift_schedule]  # needs the report assets in the same Definitions
 
 __all__ = [
     "ALL_SCHEDULES",

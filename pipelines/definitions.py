@@ -11,13 +11,13 @@ from pathlib import Path
 import dagster as dg
 
 from checks import ALL_CHECKS
-from resources import CampaignStore, CheckpointRegistry, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
+from resources import CampaignStore, CheckpointRegistry, DeploymentLogs, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
 
-from .automation import ALL_SCHEDULES, ALL_SENSORS
+from .automation import ALL_SCHEDULES, ALL_SENSORS, REPORT_SCHEDULES
 from .campaign_automation import CAMPAIGN_SENSORS
-from .jobs import ALL_ASSETS, ALL_JOBS, HUMAN_DATA_ASSETS
+from .jobs import ALL_ASSETS, ALL_JOBS, HUMAN_DATA_ASSETS, REPORT_ASSETS, REPORT_JOBS
 
-__all__ = ["ALL_ASSETS", "ALL_CHECKS", "HUMAN_DATA_ASSETS", "build_definitions", "defs"]
+__all__ = ["ALL_ASSETS", "ALL_CHECKS", "HUMAN_DATA_ASSETS", "REPORT_ASSETS", "build_definitions", "defs"]
 
 
 def build_definitions(
@@ -30,11 +30,11 @@ def build_definitions(
 ) -> dg.Definitions:
     """The code location; empty strings fall back to environment variables, then defaults."""
     return dg.Definitions(
-        assets=[*ALL_ASSETS, *HUMAN_DATA_ASSETS],
+        assets=[*ALL_ASSETS, *HUMAN_DATA_ASSETS, *REPORT_ASSETS],
         asset_checks=ALL_CHECKS,
-        jobs=ALL_JOBS,
+        jobs=[*ALL_JOBS, *REPORT_JOBS],
         sensors=[*ALL_SENSORS, *CAMPAIGN_SENSORS],
-        schedules=ALL_SCHEDULES,
+        schedules=[*ALL_SCHEDULES, *REPORT_SCHEDULES],
         resources={
             "io_manager": ParquetIOManager(base_dir=data_dir),
             "policy_repository": PolicyRepository(packs_dir=packs_dir),
@@ -42,6 +42,7 @@ def build_definitions(
             "run_settings": RunSettings(sample_per_cell=sample_per_cell, cache_dir=cache_dir, baseline_checkpoint=baseline_checkpoint),
             "judge": JudgeResource(),
             "campaign_store": CampaignStore(root=str(Path(data_dir) / "campaigns") if data_dir else ""),
+            "deployment_logs": DeploymentLogs(),
         },
     )
 

@@ -17,11 +17,14 @@ from assets.campaign_assets import (
 from assets.comparison_assets import checkpoint_comparison
 from assets.evaluation_assets import grades, metrics, responses
 from assets.policy_assets import coverage_report, eval_set, policy
+from assets.report_assets import comparison_report, coverage_heatmap, deployment_drift, policy_diff_report, safety_report
 
 ALL_ASSETS = [policy, eval_set, coverage_report, responses, grades, metrics, checkpoint_comparison]
 # Kept apart from ALL_ASSETS: they need the `campaign_store` resource, which definitions
 # built from ALL_ASSETS alone (tests, other entry points) do not bind.
 HUMAN_DATA_ASSETS = [labeling_guidance, labeling_campaign, annotations, annotator_agreement, adjudication_queue, gold_set, grader_validation, published_metrics]
+# Kept apart too: they need `campaign_store` and `deployment_logs`.
+REPORT_ASSETS = [safety_report, comparison_report, policy_diff_report, coverage_heatmap, deployment_drift]
 
 policy_job = dg.define_asset_job(
     "policy_version_job",
@@ -46,3 +49,23 @@ human_data_job = dg.define_asset_job(
 )
 
 ALL_JOBS = [policy_job, evaluation_job, comparison_job, human_data_job]
+
+# A job has one partitions definition, so the reports run as three jobs: per policy
+# version, per policy version x checkpoint, per day of deployment traffic.
+reports_job = dg.define_asset_job(
+    "reports_job",
+    selection=dg.AssetSelection.assets(comparison_report, policy_diff_report, coverage_heatmap),
+    description="A policy version's reports: checkpoint comparison, policy diff and coverage heatmap (HTML and Markdown).",
+)
+safety_report_job = dg.define_asset_job(
+    "safety_report_job",
+    selection=dg.AssetSelection.assets(safety_report),
+    description="The safety report of one checkpoint under one policy version (HTML and Markdown).",
+)
+drift_job = dg.define_asset_job(
+    "drift_job",
+    selection=dg.AssetSelection.assets(deployment_drift),
+    description="One day of sampled deployment conversations against the eval baseline (HTML and Markdown).",
+)
+
+REPORT_JOBS = [reports_job, safety_report_job, drift_job]

@@ -7,9 +7,10 @@ default relative to the working directory; nothing machine-specific is written h
 from __future__ import annotations
 
 from .campaigns import CampaignStore
+from .deployment import DeploymentLogs
 from .io_manager import ParquetIOManager
 from .judge import JudgeResource
 from .repositories import CheckpointRegistry, PolicyRepository
 from .settings import RunSettings
 
-__all__ = ["CampaignStore", "CheckpointRegistry", "JudgeResource", "ParquetIOManager", "PolicyRepository", "RunSettings"]
+__all__ = ["CampaignStore", "CheckpointRegistry", "DeploymentLogs", "JudgeResource", "ParquetIOManager", "PolicyRepository", "RunSettings"]

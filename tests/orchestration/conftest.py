@@ -31,7 +31,12 @@ def _collect_leftover_instances():
     an instance ref) before a test starts: collected mid-test, they would reset Dagster's
     current-instance state to a deleted temporary folder."""
     gc.collect()
-    yield
+    # An instance opened from a ref inside an earlier test can leave Dagster's context-local
+    # "current definitions-state storage" pointing at itself after it is gone; start clean.
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
 
 
 @pytest.fixture

@@ -1,0 +1,495 @@
+"""Reports people read, as assets: each partition writes one self-contained HTML page and
+the same content as Markdown under `<data dir>/reports/`, and records the report's
+headline as Markdown metadata, so the UI shows the verdict without opening a 1 MB page.
+
+```
+grades ─ safety_report                                        policy version x checkpoint
+grades (every checkpoint) ─ comparison_report                 policy version
+eval_set, grades (every checkpoint) ─ policy_diff_report      policy version, against the pack's previous version
+eval_set ─ coverage_heatmap                                   policy version
+deployment conversations, baseline grades ─ deployment_drift  UTC day
+```
+
+The core (`policyeval.reports`) builds and escapes the documents; these assets gather the
+inputs and the lineage (policy, eval set and checkpoint manifest hashes, graders, code
+version, Dagster run id) and write the files. The data directory is the IO manager's
+(`base_dir`, else $POLICYEVAL_DATA_DIR, else ./data), so reports sit beside the tables
+they were made from. Gold sets are optional: a policy version without one gets reports
+without grader validity.
+"""
+
+import os
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import dagster as dg
+import pandas as pd
+
+from policyeval.coverage import coverage_report as build_coverage
+from policyeval.deployment import ALL_CATEGORIES, DeploymentConversation, PiiScrubber, detect_drift, grade_conversations, load_conversations
+from policyeval.errors import InputError, PolicyevalError
+from policyeval.graders import make_grader
+from policyeval.policy import PolicyPack
+from policyeval.policy.diff import diff_packs
+from policyeval.reports import Document, comparison_document, coverage_document, drift_document, gate_verdict, launch_gates, policy_diff_document, safety_document
+from policyeval.reports.lineage import footer
+from policyeval.reports.redaction import check_redaction
+from policyeval.reports.render import Paragraph, Stat, Stats, pp, section
+from policyeval.runs.manifest import manifest_hash
+from policyeval.stats import metrics_report
+from policyeval.stats.intervals import format_rate
+from policyeval.tables import atomic_write_bytes, read_parquet
+from policyeval.validation import GraderValidation
+from resources import CampaignStore, CheckpointRegistry, DeploymentLogs, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
+from resources.io_manager import default_data_dir
+
+from .campaign_assets import compare_with_gold, markdown, validation_of
+from .comparison_assets import BY_POLICY_VERSION
+from .partitions import POLICY_DIM, multi_key, policy_versions, policy_x_checkpoint, safe_key, split_multi_key
+
+OWNERS = ["team:policy"]
+GROUP = "reports"
+KINDS = {"html", "markdown"}
+DEPLOYMENT_START_ENV = "POLICYEVAL_DEPLOYMENT_START"
+
+# Days of deployment traffic; the first day is configurable because a team starts sampling when it starts.
+deployment_days = dg.DailyPartitionsDefinition(start_date=os.environ.get(DEPLOYMENT_START_ENV, "2026-01-01"))
+
+ALL_GRADES = dg.AssetIn(partition_mapping=BY_POLICY_VERSION, metadata={"all_partitions": True})
+
+
+class ReportConfig(dg.Config):
+    """How much of each model response a report shows: `none` (in full, for internal review),
+    `truncate` (the first 280 characters) or `redact` (as truncate, and under-refusal responses,
+    which may hold the harmful content, replaced by their length: for wide distribution)."""
+
+    redact: str = "truncate"
+    max_failures: int = 10
+
+
+# ---------------------------------------------------------------------------
+# Assets
+
+
+@dg.asset(
+    partitions_def=policy_x_checkpoint,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds=KINDS,
+    description=(
+        "What a launch review reads for one checkpoint under one policy version: under- and over-refusal with Wilson "
+        "intervals per domain, category and severity, the pack's launch gate, the worst failures (responses truncated "
+        "unless configured otherwise), grader validity when the policy version has a gold set, and the lineage of every number."
+    ),
+)
+def safety_report(
+    context: dg.AssetExecutionContext,
+    config: ReportConfig,
+    grades: pd.DataFrame,
+    policy_repository: PolicyRepository,
+    checkpoint_registry: CheckpointRegistry,
+    campaign_store: CampaignStore,
+    run_settings: RunSettings,
+    judge: JudgeResource,
+    io_manager: dg.ResourceParam[ParquetIOManager],
+) -> dg.MaterializeResult:
+    policy_key, checkpoint = split_multi_key(context)
+    pack = policy_repository.load(policy_key)
+    validation = grader_validity(campaign_store.load_gold(policy_key), grades, pack, lambda: grader_for(run_settings, judge, pack))
+    lineage = run_lineage(
+        context,
+        eval_set_hash=latest_value(context.instance, "eval_set", policy_key, "eval_set_hash"),
+        **manifest_lineage(context, checkpoint_registry, checkpoint),
+    )
+    document = safety_document(grades, pack, validation=validation, lineage=lineage, redact=redaction(config), max_failures=config.max_failures)
+    verdict = gate_verdict(launch_gates(metrics_report(grades), pack.header.thresholds, validation, {c.severity for _, c in pack.categories()}))
+    paths = write_report(document, reports_dir(io_manager) / "safety" / safe_key(policy_key), safe_key(checkpoint))
+    return dg.MaterializeResult(
+        metadata={
+            "summary": dg.MetadataValue.md(headline(document, "Summary", "Launch gate")),
+            "launch_gate": verdict,
+            "graded_items": len(grades),
+            "grader_validated": validation is not None,
+            "redaction": config.redact,
+            **paths,
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=policy_versions,
+    ins={"grades": ALL_GRADES},
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds=KINDS,
+    description=(
+        "Each checkpoint measured on this policy version against the baseline (run_settings.baseline_checkpoint, else "
+        "the first by id), paired on the same items: per-category McNemar with Holm correction, the flipped items and "
+        "a summary paragraph written from the numbers, ready for a system card."
+    ),
+)
+def comparison_report(
+    context: dg.AssetExecutionContext,
+    config: ReportConfig,
+    grades: dict[str, pd.DataFrame],
+    run_settings: RunSettings,
+    io_manager: dg.ResourceParam[ParquetIOManager],
+) -> dg.MaterializeResult:
+    policy_key = context.partition_key
+    by_checkpoint = graded_by_checkpoint(grades)
+    if not by_checkpoint:
+        raise dg.Failure(f"no graded checkpoint under {policy_key} yet: materialize grades first")
+    baseline = run_settings.baseline_checkpoint or sorted(by_checkpoint)[0]
+    if baseline not in by_checkpoint:
+        raise dg.Failure(
+            f"baseline checkpoint {baseline!r} has no grades under {policy_key} (graded: {', '.join(sorted(by_checkpoint))}): "
+            "materialize its grades, or change run_settings.baseline_checkpoint"
+        )
+    lineage = run_lineage(context, eval_set_hash=latest_value(context.instance, "eval_set", policy_key, "eval_set_hash"))
+    folder = reports_dir(io_manager) / "comparison" / safe_key(policy_key)
+    metadata: dict[str, Any] = {"baseline": baseline, "checkpoints": len(by_checkpoint), "redaction": config.redact}
+    headlines = []
+    for checkpoint in sorted(c for c in by_checkpoint if c != baseline):
+        document = comparison_document(by_checkpoint[baseline], by_checkpoint[checkpoint], redact=redaction(config), lineage=lineage)
+        paths = write_report(document, folder, f"{safe_key(baseline)}_vs_{safe_key(checkpoint)}")
+        metadata.update({f"{name}/{checkpoint}": value for name, value in paths.items()})
+        headlines.append(headline(document))
+    metadata["summary"] = dg.MetadataValue.md(
+        "\n\n".join(headlines) if headlines else f"Only the baseline ({baseline}) is graded under this policy version: nothing to compare yet."
+    )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    partitions_def=policy_versions,
+    ins={"grades": ALL_GRADES},
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds=KINDS,
+    description=(
+        "What changed since the previous registered version of the same pack: categories and fields, the eval items "
+        "added, removed and relabeled, and under-/over-refusal per category on a checkpoint graded under both versions "
+        "(the baseline when it is). The first version of a pack gets a short report saying so."
+    ),
+)
+def policy_diff_report(
+    context: dg.AssetExecutionContext,
+    eval_set: pd.DataFrame,
+    grades: dict[str, pd.DataFrame],
+    policy_repository: PolicyRepository,
+    run_settings: RunSettings,
+    io_manager: dg.ResourceParam[ParquetIOManager],
+) -> dg.MaterializeResult:
+    policy_key = context.partition_key
+    pack = policy_repository.load(policy_key)
+    lineage = run_lineage(context, eval_set_hash=latest_value(context.instance, "eval_set", policy_key, "eval_set_hash"))
+    previous = previous_version(context.instance.get_dynamic_partitions(POLICY_DIM), policy_key, pack, policy_repository)
+    if previous is None:
+        document = first_version_document(pack, eval_set, lineage)
+        metadata: dict[str, Any] = {"previous_version": "(none: first registered version of this pack)"}
+    else:
+        old_key, old_pack = previous
+        diff = diff_packs(old_pack, pack)
+        checkpoint, old_grades, new_grades = measured_under_both(io_manager, old_key, graded_by_checkpoint(grades), run_settings.baseline_checkpoint)
+        old_items_path = io_manager.path_for(dg.AssetKey("eval_set"), old_key)
+        old_items = read_parquet(old_items_path) if old_items_path.is_file() else None
+        document = policy_diff_document(
+            diff, old_grades=old_grades, new_grades=new_grades, old_items=old_items, new_items=eval_set if old_items is not None else None, lineage=lineage
+        )
+        metadata = {
+            "previous_version": old_key,
+            "categories_added": ", ".join(diff.added) or "none",
+            "categories_removed": ", ".join(diff.removed) or "none",
+            "categories_changed": ", ".join(c.category_id for c in diff.changed) or "none",
+            "measured_on": checkpoint or "no checkpoint is graded under both versions: no measurement changes",
+        }
+    paths = write_report(document, reports_dir(io_manager) / "policy_diff", safe_key(policy_key))
+    return dg.MaterializeResult(metadata={"summary": dg.MetadataValue.md(headline(document, "Summary", "Policy changes")), **metadata, **paths})
+
+
+@dg.asset(
+    partitions_def=policy_versions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds=KINDS,
+    description=(
+        "Heatmaps of the eval set per category x expected behavior (against the pack's minimums) and per source, with "
+        "the gaps and the gold labels per category when a gold set exists: read before any rate, since a rate on three "
+        "items says little."
+    ),
+)
+def coverage_heatmap(
+    context: dg.AssetExecutionContext,
+    eval_set: pd.DataFrame,
+    policy_repository: PolicyRepository,
+    campaign_store: CampaignStore,
+    io_manager: dg.ResourceParam[ParquetIOManager],
+) -> dg.MaterializeResult:
+    policy_key = context.partition_key
+    pack = policy_repository.load(policy_key)
+    gold = campaign_store.load_gold(policy_key)
+    report = build_coverage(pack, eval_set, gold) if gold is not None else build_coverage(pack, eval_set)
+    document = coverage_document(pack, eval_set, report=report, lineage=run_lineage(context))
+    paths = write_report(document, reports_dir(io_manager) / "coverage", safe_key(policy_key))
+    return dg.MaterializeResult(
+        metadata={
+            "summary": dg.MetadataValue.md(headline(document, "Summary", "Gaps")),
+            "items": len(eval_set),
+            "targets_met": f"{report.n_met}/{report.n_targets}",
+            "gaps": len(report.gaps),
+            "gold_items": len(gold) if gold is not None else 0,
+            **paths,
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=deployment_days,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds=KINDS,
+    description=(
+        "One UTC day of sampled deployment conversations (see resources.DeploymentLogs), scrubbed of personal data as "
+        "they are read, graded like the eval set, and their refusal rate per category flagged where it drifted from "
+        "the eval baseline beyond the margin. A day without conversations is normal: a short report says so."
+    ),
+)
+def deployment_drift(
+    context: dg.AssetExecutionContext,
+    deployment_logs: DeploymentLogs,
+    policy_repository: PolicyRepository,
+    run_settings: RunSettings,
+    judge: JudgeResource,
+    io_manager: dg.ResourceParam[ParquetIOManager],
+) -> dg.MaterializeResult:
+    day = date.fromisoformat(context.partition_key)
+    files = deployment_logs.files_for(day)
+    imported = import_day(files, day)
+    source = f"{', '.join(p.name for p in files) or 'no files'} in {deployment_logs.root_dir()}"
+    metadata: dict[str, Any] = {"conversations": len(imported.conversations), "files": len(files), "outside_day": imported.outside_day}
+    if imported.empty_files:
+        metadata["empty_files"] = ", ".join(imported.empty_files)
+    if not imported.conversations:
+        note = f"No conversations for {day.isoformat()} ({source}): nothing to compare. A day without traffic samples is normal."
+        document = note_document(f"Deployment drift: {day.isoformat()}", "no conversations", note, run_lineage(context))
+        metadata["note"] = note
+    else:
+        policy_key, checkpoint, baseline = baseline_grades(context.instance, deployment_logs, run_settings, io_manager)
+        pack = policy_repository.load(policy_key)
+        graded = grade_conversations(imported.conversations, pack, grader_for(run_settings, judge, pack))
+        result = detect_drift(graded, baseline, "day", deployment_logs.margin, imported.scrubbed)
+        document = drift_document(result, source=source, lineage=run_lineage(context, baseline_policy_version=policy_key, baseline_checkpoint=checkpoint))
+        overall = result.rates[result.rates["category_id"] == ALL_CATEGORIES]
+        metadata.update(
+            {
+                "flagged": len(result.flagged),
+                "flagged_categories": dg.MetadataValue.md(drift_markdown(result.flagged) if len(result.flagged) else "No category drifted beyond the margin."),
+                "refusal_rates": dg.MetadataValue.md(drift_markdown(result.rates)),
+                "personal_data_scrubbed": ", ".join(f"{n} {kind.lower()}" for kind, n in result.scrubbed.items()) or "none found",
+                "baseline": f"{policy_key} x {checkpoint}",
+                "margin": deployment_logs.margin,
+            }
+        )
+        if len(overall) and pd.notna(overall["rate"].iloc[0]):
+            metadata["refusal_rate"] = float(overall["rate"].iloc[0])
+    paths = write_report(document, reports_dir(io_manager) / "drift", day.isoformat())
+    return dg.MaterializeResult(metadata={"summary": dg.MetadataValue.md(headline(document, "Summary", "Flagged")), **metadata, **paths})
+
+
+# ---------------------------------------------------------------------------
+# Files and metadata
+
+
+def reports_dir(io_manager: ParquetIOManager) -> Path:
+    """`<data dir>/reports`: the IO manager's data directory, so reports sit beside their tables."""
+    return Path(io_manager.base_dir or default_data_dir()) / "reports"
+
+
+def write_report(document: Document, folder: Path, stem: str) -> dict[str, dg.MetadataValue]:
+    html_path, md_path = folder / f"{stem}.html", folder / f"{stem}.md"
+    atomic_write_bytes(html_path, document.to_html().encode("utf-8"))
+    atomic_write_bytes(md_path, document.to_markdown().encode("utf-8"))
+    return {"html_path": dg.MetadataValue.path(str(html_path)), "markdown_path": dg.MetadataValue.path(str(md_path))}
+
+
+def headline(document: Document, *titles: str) -> str:
+    """The report's opening sections as Markdown (escaped by the core), without the rest of the page."""
+    wanted = set(titles or ("Summary",))
+    return replace(document, sections=tuple(s for s in document.sections if s.title in wanted), footer=()).to_markdown()
+
+
+def note_document(title: str, subtitle: str, note: str, lineage: dict[str, Any]) -> Document:
+    return Document(title=title, subtitle=subtitle, sections=(section("Summary", Paragraph(note)),), footer=footer({}, lineage))
+
+
+def first_version_document(pack: PolicyPack, items: pd.DataFrame, lineage: dict[str, Any]) -> Document:
+    categories = [c.id for _, c in pack.categories()]
+    summary = section(
+        "Summary",
+        Paragraph(f"No earlier version of pack {pack.id} is registered: this is the first, so there is nothing to compare with."),
+        Stats((Stat("Version", pack.version, pack.content_hash[:12]), Stat("Categories", str(len(categories)), ", ".join(categories[:6])),
+               Stat("Eval items", str(len(items))))),
+    )
+    return Document(
+        title=f"Policy diff: {pack.id} {pack.version}",
+        subtitle="first registered version",
+        sections=(summary,),
+        footer=footer({"policy": f"{pack.id} {pack.version}", "policy hash": pack.content_hash}, lineage),
+        kind="policy-diff",
+    )
+
+
+def drift_markdown(rates: pd.DataFrame) -> str:
+    """Per category: deployment and baseline refusal rates with intervals, the difference and the verdict."""
+    rows = [
+        {
+            "category": r.category_id,
+            "deployment": rate_label(r.k, r.n, r.rate, r.low, r.high),
+            "eval baseline": rate_label(r.baseline_k, r.baseline_n, r.baseline_rate, r.baseline_low, r.baseline_high),
+            "difference": pp(r.delta),
+            "status": "drift" if r.drifted else "no baseline" if not r.baseline_n else "within",
+        }
+        for r in rates.itertuples()
+    ]
+    return markdown(pd.DataFrame(rows), limit=100)
+
+
+def rate_label(k: Any, n: Any, rate: Any, low: Any, high: Any) -> str:
+    if pd.isna(n) or not int(n):
+        return "–"
+    return format_rate(int(k), int(n), None if pd.isna(rate) else float(rate), float(low), float(high))
+
+
+# ---------------------------------------------------------------------------
+# Inputs and lineage
+
+
+def redaction(config: ReportConfig) -> str:
+    try:
+        return check_redaction(config.redact)
+    except PolicyevalError as exc:
+        raise dg.Failure(str(exc)) from None
+
+
+def run_lineage(context: dg.AssetExecutionContext, **extra: Any) -> dict[str, Any]:
+    return {**{k: v for k, v in extra.items() if v}, "run_id": context.run.run_id, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def latest_value(instance: dg.DagsterInstance, asset: str, partition: str, key: str) -> Any:
+    """One metadata value of an asset partition's latest materialization, or None."""
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1).records
+    entry = records[0].asset_materialization.metadata.get(key) if records else None
+    return getattr(entry, "value", None)
+
+
+def manifest_lineage(context: dg.AssetExecutionContext, registry: CheckpointRegistry, checkpoint: str) -> dict[str, str]:
+    """The checkpoint manifest's hash now, and the one the responses were made under when it differs."""
+    try:
+        current = manifest_hash(registry.get(checkpoint))
+    except PolicyevalError as exc:
+        context.log.warning(f"no manifest hash for the lineage: {exc}")
+        current = ""
+    made_under = latest_value(context.instance, "responses", str(context.partition_key), "manifest_hash")
+    out = {"manifest_hash": current}
+    if made_under and made_under != current:
+        out["responses_manifest_hash"] = f"{made_under} (the manifest changed after these responses were made)"
+    return out
+
+
+def grader_for(run_settings: RunSettings, judge: JudgeResource, pack: PolicyPack):
+    """The grader `grades` is made with, so re-graded texts are judged alike."""
+    if run_settings.grader == "judge":
+        if not judge.configured:
+            raise dg.Failure("run_settings.grader is 'judge' but the judge resource has no base_url/models configured")
+        return judge.grader(pack)
+    return make_grader(run_settings.grader)
+
+
+def grader_validity(gold: pd.DataFrame | None, grades: pd.DataFrame, pack: PolicyPack, grader_factory: Callable[[], Any]) -> GraderValidation | None:
+    """The grader against the policy version's gold labels, as `grader_validation` measures it; None without gold."""
+    if gold is None or gold.empty:
+        return None
+    return validation_of(compare_with_gold(gold, grades, pack, grader_factory), pack)
+
+
+def graded_by_checkpoint(grades: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    return {str(frame["checkpoint_id"].iloc[0]): frame for frame in grades.values() if len(frame)}
+
+
+def previous_version(keys: Sequence[str], key: str, pack: PolicyPack, repo: PolicyRepository) -> tuple[str, PolicyPack] | None:
+    """The version of the same pack registered last before `key` (dynamic partitions keep insertion order).
+
+    Keys start with the pack id, which narrows the search; the loaded pack's id decides,
+    since one id can be a prefix of another.
+    """
+    earlier = keys[: keys.index(key)] if key in keys else list(keys)
+    prefix = f"{safe_key(pack.id)}-"
+    for candidate in reversed(earlier):
+        if not candidate.startswith(prefix):
+            continue
+        try:
+            old = repo.load(candidate)
+        except PolicyevalError:
+            continue  # neither snapshotted nor on disk any more: it cannot be compared
+        if old.id == pack.id:
+            return candidate, old
+    return None
+
+
+def measured_under_both(
+    io_manager: ParquetIOManager, old_key: str, new_grades: dict[str, pd.DataFrame], baseline: str
+) -> tuple[str, pd.DataFrame | None, pd.DataFrame | None]:
+    """A checkpoint graded under both versions (the baseline if it is), with both grades tables."""
+    both = [c for c in sorted(new_grades) if io_manager.path_for(dg.AssetKey("grades"), multi_key(old_key, c)).is_file()]
+    if not both:
+        return "", None, None
+    checkpoint = baseline if baseline in both else both[0]
+    return checkpoint, read_parquet(io_manager.path_for(dg.AssetKey("grades"), multi_key(old_key, checkpoint))), new_grades[checkpoint]
+
+
+@dataclass(frozen=True)
+class DayImport:
+    conversations: list[DeploymentConversation]
+    scrubbed: dict[str, int]
+    outside_day: int  # records in the day's files stamped on another day: left out
+    empty_files: list[str]
+
+
+def import_day(files: list[Path], day: date) -> DayImport:
+    """The day's conversations, scrubbed as they are read; a malformed file fails the run, naming file and line."""
+    scrubber = PiiScrubber()
+    kept, outside, empty = [], 0, []
+    for path in files:
+        with path.open(encoding="utf-8") as handle:
+            if not any(line.strip() for line in handle):
+                empty.append(path.name)
+                continue
+        try:
+            imported = load_conversations(path, scrubber)
+        except InputError as exc:
+            raise dg.Failure(f"{exc}: fix or move the file aside; this day is not reported until then") from None
+        for conversation in imported.conversations:
+            if conversation.timestamp.date() == day:
+                kept.append(conversation)
+            else:
+                outside += 1
+    return DayImport(kept, {kind: n for kind, n in sorted(scrubber.counts.items()) if n}, outside, empty)
+
+
+def baseline_grades(instance: dg.DagsterInstance, logs: DeploymentLogs, run_settings: RunSettings, io_manager: ParquetIOManager) -> tuple[str, str, pd.DataFrame]:
+    """(policy version, checkpoint, grades) of the eval baseline the day is compared with."""
+    checkpoint = logs.baseline_checkpoint or run_settings.baseline_checkpoint
+    if not checkpoint:
+        raise dg.Failure("no baseline checkpoint: set deployment_logs.baseline_checkpoint (or run_settings.baseline_checkpoint)")
+    candidates = [logs.baseline_policy_version] if logs.baseline_policy_version else list(reversed(instance.get_dynamic_partitions(POLICY_DIM)))
+    for policy_key in candidates:
+        path = io_manager.path_for(dg.AssetKey("grades"), multi_key(policy_key, checkpoint))
+        if path.is_file():
+            return policy_key, checkpoint, read_parquet(path)
+    where = f"policy version {logs.baseline_policy_version}" if logs.baseline_policy_version else "any registered policy version"
+    raise dg.Failure(
+        f"no eval baseline: checkpoint {checkpoint!r} has no grades under {where} (looked under {io_manager.path_for(dg.AssetKey('grades'), None).parent}); "
+        "materialize grades for it first, or set deployment_logs.baseline_policy_version / baseline_checkpoint"
+    )
