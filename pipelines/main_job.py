@@ -119,6 +119,8 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
         policy_job = defs.resolve_job_def("policy_version_job")
         evaluation_job = defs.resolve_job_def("evaluation_job")
         comparison_job = defs.resolve_job_def("comparison_job")
+        safety_job = defs.resolve_job_def("safety_report_job")
+        reports_job = defs.resolve_job_def("reports_job")
         local_started = False
         for key, pack in sorted(versions.items()):
             policy_fp = content_hash({"policy": pack.content_hash, "generator": GENERATOR_VERSION})
@@ -147,12 +149,14 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
                     if not result.success and not outcome.gate.startswith("FAIL"):
                         outcome.failed = f"run {result.run_id} failed: see it in the UI"
                     outcome.model_calls = int(_value(_latest_metadata(instance, "responses", str(partition)), "model_calls", 0) or 0)
+                    _execute(safety_job, instance, partition, {})
                 metrics_meta = _latest_metadata(instance, "metrics", str(partition))
                 outcome.under_refusal = _headline(metrics_meta, "under_refusal")
                 outcome.over_refusal = _headline(metrics_meta, "over_refusal")
                 outcomes.append(outcome)
             if changed_any or force or not _latest_metadata(instance, "checkpoint_comparison", key):
                 _execute(comparison_job, instance, key, {})
+                _execute(reports_job, instance, key, {})
 
     _report(outcomes, started, repo)
 
@@ -194,6 +198,7 @@ def _report(outcomes: list[PartitionOutcome], started: float, repo) -> None:
         failed = f", {o.failed}" if o.failed else ""
         click.echo(f"  {o.policy_key} x {o.checkpoint}: {state}{gate}{failed}; under-refusal {o.under_refusal}, over-refusal {o.over_refusal}")
     data_dir = Path(os.environ.get("POLICYEVAL_DATA_DIR", "data")).resolve()
+    click.echo(f"reports: {data_dir / 'reports'} (safety, comparison, policy diff, coverage; HTML and Markdown)")
     click.echo(f"data: {data_dir / 'assets'} (Parquet per asset and partition)")
     click.echo("UI: dagster dev -w workspace.yaml  (runs, lineage, check results)")
     if calls == 0:
