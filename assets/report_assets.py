@@ -47,6 +47,7 @@ from resources.io_manager import default_data_dir
 
 from .campaign_assets import compare_with_gold, markdown, validation_of
 from .comparison_assets import BY_POLICY_VERSION
+from .materializations import latest_value
 from .partitions import POLICY_DIM, multi_key, policy_versions, policy_x_checkpoint, safe_key, split_multi_key
 
 OWNERS = ["team:policy"]
@@ -375,13 +376,6 @@ def redaction(config: ReportConfig) -> str:
 
 def run_lineage(context: dg.AssetExecutionContext, **extra: Any) -> dict[str, Any]:
     return {**{k: v for k, v in extra.items() if v}, "run_id": context.run.run_id, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-
-def latest_value(instance: dg.DagsterInstance, asset: str, partition: str, key: str) -> Any:
-    """One metadata value of an asset partition's latest materialization, or None."""
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1).records
-    entry = records[0].asset_materialization.metadata.get(key) if records else None
-    return getattr(entry, "value", None)
 
 
 def manifest_lineage(context: dg.AssetExecutionContext, registry: CheckpointRegistry, checkpoint: str) -> dict[str, str]:

@@ -45,6 +45,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from assets.evaluation_assets import responses
+from assets.materializations import latest_value
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, checkpoints, multi_key, policy_versions
 from assets.policy_assets import eval_set
 from pipelines.jobs import drift_job, evaluation_job, policy_job
@@ -88,13 +89,8 @@ def _ready_policy_versions(instance: dg.DagsterInstance) -> list[str]:
 def _covered(instance: dg.DagsterInstance, policy_key: str, checkpoint_id: str, hash_: str) -> bool:
     """True when (policy, checkpoint) needs no run: its latest responses were made with this
     manifest hash, or an evaluation run for it at this hash is queued or running."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=responses.key, asset_partitions=[str(multi_key(policy_key, checkpoint_id))]), limit=1
-    ).records
-    if records:
-        value = records[0].asset_materialization.metadata.get("manifest_hash")  # type: ignore[union-attr]
-        if value is not None and value.value == hash_:
-            return True
+    if latest_value(instance, responses.key.to_user_string(), str(multi_key(policy_key, checkpoint_id)), "manifest_hash") == hash_:
+        return True
     active = instance.get_run_records(
         dg.RunsFilter(
             job_name=evaluation_job.name,

@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 import dagster as dg
 
+from assets.materializations import latest_metadata, latest_record, latest_value
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
 from policyeval.errors import PolicyevalError
 from policyeval.generate import GENERATOR_VERSION
@@ -47,25 +48,10 @@ class PartitionOutcome:
 
 
 def _latest_tags(instance: dg.DagsterInstance, asset: str, partition: str) -> dict[str, str]:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
-    ).records
-    if not records:
-        return {}
-    run = instance.get_run_by_id(records[0].run_id)
+    """Tags of the run that last materialized an asset partition."""
+    record = latest_record(instance, asset, partition)
+    run = instance.get_run_by_id(record.run_id) if record else None
     return dict(run.tags) if run else {}
-
-
-def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
-    ).records
-    return dict(records[0].asset_materialization.metadata) if records else {}
-
-
-def _value(metadata: dict, key: str, default=None):
-    entry = metadata.get(key)
-    return getattr(entry, "value", default) if entry is not None else default
 
 
 def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partition_key, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
@@ -128,7 +114,7 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
                 result = _execute(policy_job, instance, key, {FINGERPRINT_TAG: policy_fp})
                 if not result.success:
                     raise PolicyevalError(f"policy version {key}: eval set generation failed (run {result.run_id}); see `dagster dev` for the log")
-                click.echo(f"{key}: eval set generated ({_value(_latest_metadata(instance, 'eval_set', key), 'rows')} items)")
+                click.echo(f"{key}: eval set generated ({latest_value(instance, 'eval_set', key, 'rows')} items)")
             else:
                 click.echo(f"{key}: eval set up to date")
 
@@ -148,13 +134,13 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
                     outcome.gate = _check_summary(result)
                     if not result.success and not outcome.gate.startswith("FAIL"):
                         outcome.failed = f"run {result.run_id} failed: see it in the UI"
-                    outcome.model_calls = int(_value(_latest_metadata(instance, "responses", str(partition)), "model_calls", 0) or 0)
+                    outcome.model_calls = int(latest_value(instance, "responses", str(partition), "model_calls", 0) or 0)
                     _execute(safety_job, instance, partition, {})
-                metrics_meta = _latest_metadata(instance, "metrics", str(partition))
+                metrics_meta = latest_metadata(instance, "metrics", str(partition))
                 outcome.under_refusal = _headline(metrics_meta, "under_refusal")
                 outcome.over_refusal = _headline(metrics_meta, "over_refusal")
                 outcomes.append(outcome)
-            if changed_any or force or not _latest_metadata(instance, "checkpoint_comparison", key):
+            if changed_any or force or not latest_record(instance, "checkpoint_comparison", key):
                 _execute(comparison_job, instance, key, {})
                 _execute(reports_job, instance, key, {})
 
@@ -182,7 +168,7 @@ def _start_local_model(stack: ExitStack) -> bool:
 
 
 def _headline(metadata: dict, name: str) -> str:
-    rate, upper = _value(metadata, f"{name}_rate"), _value(metadata, f"{name}_upper")
+    rate, upper = (getattr(metadata.get(f"{name}_{part}"), "value", None) for part in ("rate", "upper"))
     if rate is None:
         return "n/a"
     return f"{rate:.1%} (upper {upper:.1%})"

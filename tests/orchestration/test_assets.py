@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from assets.materializations import latest_record
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
 from pipelines.definitions import ALL_ASSETS
 from resources import PolicyRepository
@@ -33,9 +34,9 @@ def materialize_all(instance: dg.DagsterInstance, resources: dict, repo: PolicyR
 
 
 def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict:
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1).records
-    assert records, f"{asset} [{partition}] was never materialized"
-    return records[0].asset_materialization.metadata
+    record = latest_record(instance, asset, partition)
+    assert record, f"{asset} [{partition}] was never materialized"
+    return record.asset_materialization.metadata
 
 
 def test_pipeline_materializes_with_lineage_and_caches(workspace, resources) -> None:

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from assets.campaign_assets import combine_gold
+from assets.materializations import latest_record
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
 from checks import grader_kappa_vs_gold
 from pipelines.campaign_automation import campaign_inbox_sensor
@@ -64,9 +65,9 @@ def run(instance, resources, selection: list[str], partition, ok: bool = True) -
 
 
 def latest(instance: dg.DagsterInstance, asset: str, partition) -> dg.AssetMaterialization:
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(partition)]), limit=1).records
-    assert records, f"{asset} [{partition}] was never materialized"
-    return records[0].asset_materialization
+    record = latest_record(instance, asset, partition)
+    assert record, f"{asset} [{partition}] was never materialized"
+    return record.asset_materialization
 
 
 def meta(instance, asset: str, partition) -> dict:

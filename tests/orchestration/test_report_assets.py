@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from assets.metadata import escape_text
+from assets.materializations import latest_record
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
 from pipelines.definitions import ALL_ASSETS, REPORT_ASSETS
 from policyeval.campaigns import write_gold_set
@@ -80,9 +81,9 @@ def run(instance, resources, selection: list[str], partition, ok: bool = True) -
 
 
 def latest(instance: dg.DagsterInstance, asset: str, partition) -> dg.EventLogRecord:
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(partition)]), limit=1).records
-    assert records, f"{asset} [{partition}] was never materialized"
-    return records[0]
+    record = latest_record(instance, asset, partition)
+    assert record, f"{asset} [{partition}] was never materialized"
+    return record
 
 
 def meta(instance, asset: str, partition) -> dict:
