@@ -8,14 +8,12 @@ nothing new makes no model calls.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import os
 import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 import click
 import yaml
@@ -25,7 +23,7 @@ from ..generate import read_items
 from ..records import RESPONSE_SCHEMA, EvalItem
 from ..runs.cache import ResponseCache
 from ..runs.manifest import CheckpointManifest, load_manifest
-from ..runs.runner import RunTally, aiter_responses
+from ..runs.runner import RunTally, aiter_responses, run_blocking
 
 DEFAULT_CACHE_DIR = Path(".cache") / "responses"
 WRITE_BATCH_ROWS = 1000  # rows per Parquet row group; the most rows held before they are written
@@ -88,7 +86,7 @@ def respond(
 
     started = time.perf_counter()
     tally = RunTally()
-    _run_blocking(lambda: _stream_responses(items, manifest, cache, out_path, tally))
+    run_blocking(lambda: _stream_responses(items, manifest, cache, out_path, tally))
     wall = time.perf_counter() - started
 
     stats = tally.stats()
@@ -124,17 +122,6 @@ async def _stream_responses(
         async for row in aiter_responses(feed(), manifest, cache, lambda row: bar.update(1), window=window):
             tally.add(row)
             writer.write(row)
-
-
-def _run_blocking(make_coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """asyncio.run, or on a thread of its own when called from inside a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(make_coro())
-        return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(lambda: asyncio.run(make_coro())).result()
 
 
 def _manifest(

@@ -36,7 +36,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, AsyncIterator, Callable, Coroutine, Iterable, Mapping, TypeVar
 
 import openai
 
@@ -61,6 +61,9 @@ _ERROR_TEXT_LIMIT = 500
 
 # ---------------------------------------------------------------------------
 # Records
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -543,16 +546,20 @@ def run_checkpoint(
     retry: RetryPolicy | None = None,
 ) -> list[dict[str, Any]]:
     """Blocking form of `arun_checkpoint`; safe to call from inside a running event loop too."""
-    coro_args = (items, manifest, cache, progress)
-    kwargs = {"base_url": base_url, "api_key": api_key, "retry": retry}
+    return run_blocking(
+        lambda: arun_checkpoint(items, manifest, cache, progress, base_url=base_url, api_key=api_key, retry=retry)
+    )
+
+
+def run_blocking(make_coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """asyncio.run, or on a thread of its own when called from inside a running event loop
+    (a notebook, an async orchestrator), where asyncio.run would refuse."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(arun_checkpoint(*coro_args, **kwargs))
-    # Already inside a loop (a notebook, an async orchestrator): run on a thread of our own.
+        return asyncio.run(make_coro())
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(arun_checkpoint(*coro_args, **kwargs))).result()
-
+        return pool.submit(lambda: asyncio.run(make_coro())).result()
 
 __all__ = [
     "OK",
@@ -563,5 +570,6 @@ __all__ = [
     "apply_system_prompt",
     "arun_checkpoint",
     "retry_after_s",
+    "run_blocking",
     "run_checkpoint",
 ]

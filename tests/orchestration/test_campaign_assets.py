@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from assets.campaign_assets import combine_gold
-from assets.materializations import latest_record
+from .helpers import latest_materialized, materialize_checked
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
 from checks import grader_kappa_vs_gold
 from pipelines.campaign_automation import campaign_inbox_sensor
@@ -58,16 +58,11 @@ def register(instance: dg.DagsterInstance, repo) -> str:
 
 
 def run(instance, resources, selection: list[str], partition, ok: bool = True) -> dg.ExecuteInProcessResult:
-    result = dg.materialize(ASSETS, selection=selection, partition_key=partition, instance=instance, resources=resources, raise_on_error=False)
-    if ok:
-        assert result.success, [e.step_failure_data.error for e in result.get_step_failure_events()]
-    return result
+    return materialize_checked(ASSETS, instance, resources, selection, partition, ok)
 
 
 def latest(instance: dg.DagsterInstance, asset: str, partition) -> dg.AssetMaterialization:
-    record = latest_record(instance, asset, partition)
-    assert record, f"{asset} [{partition}] was never materialized"
-    return record.asset_materialization
+    return latest_materialized(instance, asset, partition).asset_materialization
 
 
 def meta(instance, asset: str, partition) -> dict:

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from assets.metadata import escape_text
-from assets.materializations import latest_record
+from .helpers import latest_materialized, materialize_checked
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
 from pipelines.definitions import ALL_ASSETS, REPORT_ASSETS
 from policyeval.campaigns import write_gold_set
@@ -74,16 +74,11 @@ def register(instance: dg.DagsterInstance, repo, checkpoints: list[str]) -> str:
 
 
 def run(instance, resources, selection: list[str], partition, ok: bool = True) -> dg.ExecuteInProcessResult:
-    result = dg.materialize(ASSETS, selection=selection, partition_key=partition, instance=instance, resources=resources, raise_on_error=False)
-    if ok:
-        assert result.success, [e.step_failure_data.error for e in result.get_step_failure_events()]
-    return result
+    return materialize_checked(ASSETS, instance, resources, selection, partition, ok)
 
 
 def latest(instance: dg.DagsterInstance, asset: str, partition) -> dg.EventLogRecord:
-    record = latest_record(instance, asset, partition)
-    assert record, f"{asset} [{partition}] was never materialized"
-    return record
+    return latest_materialized(instance, asset, partition)
 
 
 def meta(instance, asset: str, partition) -> dict:
