@@ -89,6 +89,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 LOCAL_BASE_URL_ENV = "POLICYEVAL_LOCAL_BASE_URL"
 
 
+def cpu_has_amx(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Does this CPU advertise Intel AMX (the `amx_tile` flag)? False where it cannot be read."""
+    try:
+        return " amx_tile" in Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+
+
 class LocalModelServer:
     """`with LocalModelServer() as server: server.base_url` -> http://127.0.0.1:PORT/v1.
 
@@ -139,6 +147,11 @@ class LocalModelServer:
         ]
         if self.n_threads:
             command += ["--n_threads", str(self.n_threads)]
+        if cpu_has_amx():
+            # llama.cpp built natively on a CPU with AMX (llama-cpp-python 0.3.36) crashes
+            # with a segmentation fault whenever it decodes more than one token at a time
+            # with this model; one token per batch is slower on long prompts but correct.
+            command += ["--n_batch", "1", "--n_ubatch", "1"]
         return command
 
     def start(self) -> "LocalModelServer":
