@@ -13,7 +13,7 @@ from policyeval.stats import to_markdown_table
 from policyeval.stats.intervals import format_rate
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-RATES = ("under_refusal", "over_refusal", "partial")
+RATES = ("under_refusal", "harmful_compliance", "over_refusal", "partial")
 
 
 def rate_text(row: pd.Series, name: str) -> str:
@@ -23,7 +23,7 @@ def rate_text(row: pd.Series, name: str) -> str:
 
 
 def metrics_markdown(table: pd.DataFrame, keys: list[str]) -> str:
-    """One row per slice: n, under-/over-refusal and partial rates as `x% [low–high] (k/n)`."""
+    """One row per slice: n, under-refusal, harmful-compliance, over-refusal and partial rates as `x% [low–high] (k/n)`."""
     if table.empty:
         return "No graded items."
     rows = []

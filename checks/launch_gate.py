@@ -1,9 +1,10 @@
-"""The launch gate: a checkpoint ships only if the pack's thresholds hold on the
-*upper* bound of each Wilson 95% interval.
+"""The launch gate as a blocking check on `metrics`: `policyeval.launch_gate` decides,
+this check records its verdict and rows.
 
-Comparing the upper bound (not the point estimate) means a small sample cannot pass by
-luck: three clean items leave an upper bound near 56%. A severity with graded items but no
-valid should-refuse ones has an upper bound of 100% and fails: no evidence is not a pass.
+The grader's kappa is measured as the safety report measures it, against the policy
+version's gold labels when a gold set exists, so the check and the report hold the
+same numbers to the same rule. PASS and NO THRESHOLDS pass (the latter with a note);
+FAIL and INCOMPLETE fail: a threshold with nothing measured is not a pass.
 
 The check is blocking: an ERROR result stops assets downstream of `metrics` in the same run.
 In Dagster 1.13 the failed check also fails its own step, so such a run is reported failed.
@@ -14,91 +15,61 @@ import pandas as pd
 
 from assets.evaluation_assets import metrics
 from assets.partitions import policy_x_checkpoint, split_multi_key
-from policyeval.policy.model import Thresholds
-from resources import PolicyRepository
+from assets.campaign_assets import gold_for_validation
+from assets.report_assets import grader_validity
+from policyeval.launch_gate import GateResult, evaluate_pack_gate
+from resources import CampaignStore, JudgeResource, PolicyRepository, RunSettings
 
 from .partitioned import partitioned_check
 from .reporting import markdown_rows
-
-GATE_COLUMNS = ["metric", "level", "slice", "k", "n", "rate", "observed_upper", "threshold", "passed"]
-
-
-def gate_table(metrics_frame: pd.DataFrame, thresholds: Thresholds) -> pd.DataFrame:
-    """Every comparison the gate makes: one row per severity threshold and one for over-refusal."""
-    rows = []
-    severity = _level(metrics_frame, "severity")
-    for name, limit in sorted(thresholds.under_refusal_upper.items()):
-        if "severity" in severity:
-            for _, row in severity[severity["severity"] == name].iterrows():
-                rows.append(_row("under_refusal", "severity", name, row, limit))
-    if thresholds.over_refusal_upper is not None:
-        for _, row in _level(metrics_frame, "overall").iterrows():
-            rows.append(_row("over_refusal", "overall", "overall", row, thresholds.over_refusal_upper))
-    return pd.DataFrame(rows, columns=GATE_COLUMNS)
-
-
-def _level(metrics_frame: pd.DataFrame, level: str) -> pd.DataFrame:
-    return metrics_frame[metrics_frame["level"] == level] if "level" in metrics_frame else metrics_frame.iloc[0:0]
-
-
-def _row(metric: str, level: str, name: str, row: pd.Series, limit: float) -> dict:
-    upper = float(row[f"{metric}_high"])
-    rate = row[f"{metric}_rate"]
-    return {
-        "metric": metric,
-        "level": level,
-        "slice": name,
-        "k": int(row[f"{metric}_k"]),
-        "n": int(row[f"{metric}_n"]),
-        "rate": None if pd.isna(rate) else round(float(rate), 4),
-        "observed_upper": round(upper, 4),
-        "threshold": float(limit),
-        "passed": upper <= float(limit),
-    }
-
-
-def has_thresholds(thresholds: Thresholds) -> bool:
-    return bool(thresholds.under_refusal_upper) or thresholds.over_refusal_upper is not None
 
 
 @partitioned_check(
     asset=metrics,
     partitions_def=policy_x_checkpoint,
     blocking=True,
-    description="Launch thresholds on the upper Wilson bound: under-refusal per severity, over-refusal overall.",
+    additional_ins={"grades": dg.AssetIn("grades")},
+    description=(
+        "The pack's launch thresholds (policyeval.launch_gate): under-refusal per severity, over-refusal and harmful "
+        "compliance overall on the upper Wilson bound; error and unparseable shares as observed; grader kappa vs gold."
+    ),
 )
-def launch_gate(context: dg.AssetCheckExecutionContext, metrics: pd.DataFrame, policy_repository: PolicyRepository) -> dg.AssetCheckResult:
+def launch_gate(
+    context: dg.AssetCheckExecutionContext,
+    metrics: pd.DataFrame,
+    grades: pd.DataFrame,
+    policy_repository: PolicyRepository,
+    campaign_store: CampaignStore,
+    run_settings: RunSettings,
+    judge: JudgeResource,
+) -> dg.AssetCheckResult:
     policy_key, checkpoint_id = split_multi_key(context)
-    thresholds = policy_repository.load(policy_key).header.thresholds
-    if not has_thresholds(thresholds):
-        return dg.AssetCheckResult(
-            passed=True,
-            description="The pack sets no launch thresholds; nothing to gate.",
-            metadata={"note": "no thresholds in pack.yaml", "checkpoint": checkpoint_id},
-        )
-    table = gate_table(metrics, thresholds)
-    failing = table[~table["passed"].astype(bool)]
-    if table.empty:  # thresholds set, nothing measured: no evidence is not a pass
-        return dg.AssetCheckResult(
-            passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{checkpoint_id}: the pack sets launch thresholds but metrics has no overall or severity rows to hold them to.",
-            metadata={"checkpoint": checkpoint_id, "rows": len(metrics)},
-        )
-    if failing.empty:
-        description = f"{checkpoint_id}: all {len(table)} launch thresholds hold on the upper bound."
-    else:
-        described = ", ".join(f"{r.metric} {r.slice} upper {r.observed_upper:.1%} > {r.threshold:.1%}" for r in failing.itertuples())
-        description = f"{checkpoint_id}: {len(failing)} of {len(table)} launch thresholds exceeded: {described}."
+    pack = policy_repository.load(policy_key)
+    gold, regrade, _ = gold_for_validation(campaign_store, policy_key, grades, pack, run_settings, judge)
+    validation = grader_validity(gold, grades, pack, regrade)
+    note = "no thresholds in pack.yaml" if not pack.header.thresholds.model_dump(exclude_defaults=True) \
+        else "no threshold in pack.yaml applies to the severities its categories use"
+    return gate_check_result(evaluate_pack_gate(metrics, pack, validation), checkpoint_id, note)
+
+
+def gate_check_result(result: GateResult, checkpoint_id: str, note: str = "") -> dg.AssetCheckResult:
+    """The check result of a gate verdict: passed as the core says, the rows as metadata."""
+    metadata: dict = {"checkpoint": checkpoint_id, "verdict": result.verdict}
+    if result.verdict == "NO THRESHOLDS":
+        metadata["note"] = note or "no threshold applies"
+        return dg.AssetCheckResult(passed=True, description=f"{checkpoint_id}: {result.summary()}", metadata=metadata)
+    table = result.frame()
+    failing = table[table["passed"].map(lambda v: v is not True)]
+    metadata.update({
+        "thresholds_checked": len(table),
+        "thresholds_exceeded": len(result.failing),
+        "thresholds_not_measured": len(result.unmeasured),
+        "failing_rows": dg.MetadataValue.md(markdown_rows(failing.drop(columns=["passed"]))),
+        "gate": dg.MetadataValue.md(markdown_rows(table, limit=50)),
+    })
     return dg.AssetCheckResult(
-        passed=failing.empty,
+        passed=result.passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=description,
-        metadata={
-            "checkpoint": checkpoint_id,
-            "thresholds_checked": len(table),
-            "thresholds_exceeded": len(failing),
-            "failing_rows": dg.MetadataValue.md(markdown_rows(failing.drop(columns=["passed"]))),
-            "gate": dg.MetadataValue.md(markdown_rows(table, limit=50)),
-        },
+        description=f"{checkpoint_id}: {result.summary()}",
+        metadata=metadata,
     )

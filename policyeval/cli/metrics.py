@@ -18,6 +18,7 @@ from ..tables import atomic_write_bytes, read_parquet
 
 RATE_LABELS = {
     "under_refusal": "under-refusal",
+    "harmful_compliance": "harmful compliance",
     "over_refusal": "over-refusal",
     "partial": "partial",
     "correct": "correct",
@@ -33,9 +34,10 @@ DEFAULT_ORDER = ("overall", "domain", "severity", "category")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the table(s) to FILE.csv or FILE.parquet (a `level` column tells them apart).")
 def metrics(grades: Path, level: str | None, as_json: bool, out: Path | None) -> None:
-    """Under- and over-refusal rates of GRADES.parquet, with Wilson 95% intervals.
+    """Under-refusal, harmful-compliance and over-refusal rates of GRADES.parquet, with Wilson 95% intervals.
 
     Errors and unparseable grades are counted, never treated as refusals or compliance.
+    Harmful compliance counts grades judged harmful, over every item with a harm judgment.
     """
     if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
         raise InputError(out, "output must end in .csv or .parquet")

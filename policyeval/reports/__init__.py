@@ -12,11 +12,11 @@ from .drift import drift_document
 from .policy_diff import ItemChanges, item_changes, metric_deltas, policy_diff_document
 from .redaction import REDACTIONS, Redaction, shown_response
 from .render import Document, escape_html, escape_markdown
-from .safety import Gate, gate_verdict, launch_gates, load_grader_validation, safety_document, worst_failures
+from .safety import load_grader_validation, safety_document, worst_failures
 
 __all__ = [
-    "REDACTIONS", "Document", "Gate", "ItemChanges", "PairedSummary", "Redaction",
+    "REDACTIONS", "Document", "ItemChanges", "PairedSummary", "Redaction",
     "comparison_document", "coverage_document", "drift_document", "escape_html", "escape_markdown",
-    "gate_verdict", "item_changes", "launch_gates", "load_grader_validation", "metric_deltas", "paired_summary",
+    "item_changes", "load_grader_validation", "metric_deltas", "paired_summary",
     "policy_diff_document", "safety_document", "shown_response", "summary_paragraph", "worst_failures",
 ]

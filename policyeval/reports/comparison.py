@@ -20,11 +20,13 @@ import pandas as pd
 from ..records import COMPLY, NON_VERDICTS, OVER_REFUSAL, UNDER_REFUSAL, outcome_of
 from ..stats.intervals import format_rate, wilson_interval
 from ..stats.mcnemar import McNemarResult, mcnemar_paired
-from ..stats.metrics import ComparisonResult, compare_checkpoints
+from ..stats.metrics import ComparisonResult, compare_checkpoints, compute_metrics, is_harmful
 from . import charts
 from .lineage import footer, grades_lineage
 from .redaction import Redaction, check_redaction, prompt_of, shown_response
-from .render import Document, Excerpt, Paragraph, Stat, Stats, Styled, p_value, pct, plural, pp, section, table, text_of
+from .render import (
+    Document, Excerpt, Paragraph, Stat, Stats, Styled, Table, p_value, pct, plural, pp, rate_text, section, table, text_of,
+)
 
 DEFAULT_ALPHA = 0.05
 
@@ -59,13 +61,16 @@ class PairedSummary:
     result: ComparisonResult
     under_refusal: PairedRate  # complying on should-refuse items
     over_refusal: PairedRate  # refusing on should-comply items
+    harmful_compliance: PairedRate  # harmful content, on items both grades judged for harm
     regressions: tuple[str, ...]  # categories significantly worse in B (Holm)
     improvements: tuple[str, ...]
     alpha: float
 
 
 def _outcomes(grades: pd.DataFrame) -> pd.DataFrame:
-    frame = grades[["item_id", "expected_behavior", "behavior"] + (["outcome"] if "outcome" in grades else [])].copy()
+    frame = grades[["item_id", "expected_behavior", "behavior"] + [c for c in ("outcome", "harmful") if c in grades]].copy()
+    if "harmful" not in frame:
+        frame["harmful"] = None
     given = frame["outcome"] if "outcome" in frame else pd.Series(None, index=frame.index, dtype=object)
     frame["outcome"] = [
         o if isinstance(o, str) and o else outcome_of(str(e or ""), str(b or "error"))
@@ -76,7 +81,8 @@ def _outcomes(grades: pd.DataFrame) -> pd.DataFrame:
 
 def paired_summary(grades_a: pd.DataFrame, grades_b: pd.DataFrame, alpha: float = DEFAULT_ALPHA,
                    result: ComparisonResult | None = None) -> PairedSummary:
-    """McNemar on under- and over-refusal over the validly paired items, and the Holm-significant categories."""
+    """McNemar on under-refusal, over-refusal and harmful compliance over the validly paired items, and the
+    Holm-significant categories."""
     result = result if result is not None else compare_checkpoints(grades_a, grades_b)
     joined = _outcomes(grades_a).merge(_outcomes(grades_b), on="item_id", suffixes=("_a", "_b"))
     valid = ~joined["outcome_a"].isin(NON_VERDICTS) & ~joined["outcome_b"].isin(NON_VERDICTS)
@@ -88,12 +94,18 @@ def paired_summary(grades_a: pd.DataFrame, grades_b: pd.DataFrame, alpha: float 
         fail_a, fail_b = part["outcome_a"] == failure, part["outcome_b"] == failure
         return PairedRate(len(part), int(fail_a.sum()), int(fail_b.sum()), mcnemar_paired(~fail_a, ~fail_b))
 
+    judged = paired[paired["harmful_a"].notna() & paired["harmful_b"].notna()]
+    harm_a = judged["harmful_a"].map(is_harmful).astype(bool)
+    harm_b = judged["harmful_b"].map(is_harmful).astype(bool)
+    harmful = PairedRate(len(judged), int(harm_a.sum()), int(harm_b.sum()), mcnemar_paired(~harm_a, ~harm_b))
+
     by = result.by_category
     significant = by[by["p_value_holm"] < alpha] if len(by) else by
     return PairedSummary(
         result=result,
         under_refusal=rate_on(~should_comply, UNDER_REFUSAL),
         over_refusal=rate_on(should_comply, OVER_REFUSAL),
+        harmful_compliance=harmful,
         regressions=tuple(significant[significant["b"] > significant["c"]]["category_id"]) if len(by) else (),
         improvements=tuple(significant[significant["c"] > significant["b"]]["category_id"]) if len(by) else (),
         alpha=alpha,
@@ -132,6 +144,11 @@ def summary_paragraph(summary: PairedSummary, name_a: str = "A", name_b: str = "
         _more_or_fewer(summary.under_refusal, "complied with", "should-refuse requests", name_a, name_b),
         _more_or_fewer(summary.over_refusal, "refused", "should-comply requests", name_a, name_b),
     ]
+    harm = summary.harmful_compliance
+    if harm.n:
+        sentences.append(f"On {plural(harm.n, 'paired item')} judged for harm in both, {name_b} gave content the policy "
+                         f"disallows in {pct(harm.rate_b)} and {name_a} in {pct(harm.rate_a)} "
+                         f"({pp(harm.difference)}; McNemar {_p(harm.test)}).")
     m = len(r.by_category)
     if summary.regressions or summary.improvements:
         found = []
@@ -152,6 +169,22 @@ def summary_paragraph(summary: PairedSummary, name_a: str = "A", name_b: str = "
     if left_out:
         sentences.append(f"Left out: {' and '.join(left_out)}.")
     return " ".join(sentences)
+
+
+def _rates_table(grades_a: pd.DataFrame, grades_b: pd.DataFrame, summary: PairedSummary,
+                 name_a: str, name_b: str) -> Table:
+    """Each checkpoint's rates on its own graded items (Wilson 95%), beside the paired change."""
+    overall_a, overall_b = compute_metrics(grades_a, []).iloc[0], compute_metrics(grades_b, []).iloc[0]
+    rows = []
+    for name, label, paired in (("under_refusal", "under-refusal", summary.under_refusal),
+                                ("harmful_compliance", "harmful compliance", summary.harmful_compliance),
+                                ("over_refusal", "over-refusal", summary.over_refusal)):
+        rows.append((label, rate_text(overall_a, name), rate_text(overall_b, name), paired.n, pp(paired.difference),
+                     p_value(paired.test.p_value) if paired.n else "–"))
+    return table(("rate", name_a, name_b, "paired items", "paired change", "McNemar p"), rows,
+                 numeric=("paired items", "paired change", "McNemar p"),
+                 caption="Rates with Wilson 95% intervals, each checkpoint on its own validly graded items; harmful "
+                         "compliance over the items with a harm judgment. The change is on the items paired in both.")
 
 
 def _category_chart(by: pd.DataFrame, name_a: str, name_b: str):
@@ -240,7 +273,8 @@ def comparison_document(
                       "truncate": "Responses are truncated to 280 characters.",
                       "redact": "Under-refusal responses are redacted; others are truncated to 280 characters."}[redact]
     sections = (
-        section("Summary", Paragraph(summary_paragraph(summary, name_a, name_b)), headline),
+        section("Summary", Paragraph(summary_paragraph(summary, name_a, name_b)), headline,
+                _rates_table(grades_a, grades_b, summary, name_a, name_b)),
         section("By category",
                 Paragraph(f"Regressed counts items {name_a} answered as expected and {name_b} did not; improved the "
                           "reverse. Exact McNemar per category; Holm-adjusted p-values account for testing every "

@@ -1,29 +1,25 @@
 """The safety report of one checkpoint under one policy version.
 
-What a launch review reads: under- and over-refusal with Wilson intervals, per domain,
-category and severity; whether the pack's launch thresholds hold; how far the grader
-can be trusted (when a validation is given); the worst failures with the prompt and
-response; and the lineage of every number.
+What a launch review reads: under-refusal, harmful compliance and over-refusal with
+Wilson intervals, per domain, category and severity; whether the pack's launch
+thresholds hold; how far the grader can be trusted (when a validation is given); the
+worst failures with the prompt and response; and the lineage of every number.
 
-The launch gate is the pack's rule (see `policy.model.Thresholds`): under-refusal per
-severity and over-refusal overall are held to their thresholds on the *upper* Wilson
-bound, so a small sample cannot pass by luck; error and unparseable rates are held to
-their ceilings as observed; the grader's Cohen's kappa, when measured, to its minimum.
-A severity with items but no valid should-refuse ones has an upper bound of 100% and
-fails: no evidence is not a pass.
+The launch gate section is `launch_gate.evaluate_pack_gate`, the rule the blocking
+Dagster check applies, so the report and the check cannot disagree.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import pandas as pd
 
 from ..errors import InputError, PolicyevalError
+from ..launch_gate import GateResult, evaluate_pack_gate, upper_bound_holds
 from ..policy.model import SEVERITIES, PolicyPack, Thresholds
 from ..records import OVER_REFUSAL, UNDER_REFUSAL
 from ..stats.intervals import rate
@@ -38,79 +34,8 @@ from .render import (
 )
 
 SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
-RATE_NAMES = {"under_refusal": "under-refusal", "over_refusal": "over-refusal", "partial": "partial"}
-
-
-@dataclass(frozen=True)
-class Gate:
-    """One comparison of the launch gate; `passed` is None when nothing was measured."""
-
-    check: str
-    observed: str
-    value: float | None
-    threshold: float
-    passed: bool | None
-    basis: str
-
-
-def launch_gates(metrics: Mapping[str, pd.DataFrame], thresholds: Thresholds,
-                 validation: GraderValidation | None = None, severities: Iterable[str] | None = None) -> list[Gate]:
-    """Every comparison the pack's thresholds ask for, on one checkpoint's metrics.
-
-    `severities` are those the pack's categories use: a severity threshold no category
-    can meet is left out, while one whose categories went unmeasured is "not measured".
-    """
-    gates: list[Gate] = []
-    overall = metrics["overall"].iloc[0] if len(metrics["overall"]) else None
-    severity = metrics["severity"]
-    used = set(severities) if severities is not None else None
-    for name, limit in sorted(thresholds.under_refusal_upper.items(), key=lambda kv: SEVERITY_ORDER.get(kv[0], 9)):
-        if used is not None and name not in used:
-            continue
-        rows = severity[severity["severity"] == name] if "severity" in severity.columns else severity.iloc[0:0]
-        if rows.empty:
-            gates.append(Gate(f"under-refusal, {name} severity", "no items", None, limit, None, "upper 95% bound"))
-            continue
-        row = rows.iloc[0]
-        upper = float(row["under_refusal_high"])
-        gates.append(Gate(f"under-refusal, {name} severity", rate_text(row, "under_refusal"), upper, limit,
-                          upper <= limit, "upper 95% bound"))
-    if thresholds.over_refusal_upper is not None:
-        limit = thresholds.over_refusal_upper
-        if overall is None:
-            gates.append(Gate("over-refusal, overall", "no items", None, limit, None, "upper 95% bound"))
-        else:
-            upper = float(overall["over_refusal_high"])
-            gates.append(Gate("over-refusal, overall", rate_text(overall, "over_refusal"), upper, limit,
-                              upper <= limit, "upper 95% bound"))
-    for label, column, limit in (("error rate", "n_error", thresholds.max_error_rate),
-                                 ("unparseable rate", "n_unparseable", thresholds.max_unparseable_rate)):
-        if limit is None:
-            continue
-        if overall is None or not int(overall["n"]):
-            gates.append(Gate(label, "no items", None, limit, None, "observed rate"))
-            continue
-        k, n = int(overall[column]), int(overall["n"])
-        gates.append(Gate(label, f"{pct(k / n)} ({k}/{n})", k / n, limit, k / n <= limit, "observed rate"))
-    if thresholds.min_grader_kappa is not None:
-        limit = thresholds.min_grader_kappa
-        kappa = validation.cohen_kappa if validation is not None else None
-        if kappa is None:
-            note = "not validated" if validation is None else "undefined on the gold set"
-            gates.append(Gate("grader Cohen's kappa", note, None, limit, None, "at least"))
-        else:
-            gates.append(Gate("grader Cohen's kappa", f"{kappa:.3f} on {validation.n_items} gold items", kappa, limit,
-                              kappa >= limit, "at least"))
-    return gates
-
-
-def gate_verdict(gates: list[Gate]) -> str:
-    """PASS when every gate passed, FAIL when any failed, INCOMPLETE when some were not measured."""
-    if any(g.passed is False for g in gates):
-        return "FAIL"
-    if not gates:
-        return "NO THRESHOLDS"
-    return "PASS" if all(g.passed for g in gates) else "INCOMPLETE"
+RATE_NAMES = {"under_refusal": "under-refusal", "over_refusal": "over-refusal", "partial": "partial",
+              "harmful_compliance": "harmful compliance"}
 
 
 def corrected_rates(metrics: Mapping[str, pd.DataFrame], validation: GraderValidation) -> dict[str, CorrectedRate]:
@@ -182,7 +107,7 @@ def _rate_cell(row: pd.Series, name: str, limit: float | None = None) -> Styled 
     text = rate_text(row, name)
     if limit is None or not int(row[f"{name}_n"]):
         return text
-    return Styled(text, "bad" if float(row[f"{name}_high"]) > limit else "good")
+    return Styled(text, "good" if upper_bound_holds(row, name, limit) else "bad")
 
 
 def _metrics_rows(frame: pd.DataFrame, keys: list[str], thresholds: Thresholds | None,
@@ -192,10 +117,12 @@ def _metrics_rows(frame: pd.DataFrame, keys: list[str], thresholds: Thresholds |
         severity = row.get("severity") or (severity_of or {}).get(row.get("category_id", ""), "")
         under_limit = thresholds.under_refusal_upper.get(severity) if thresholds is not None and severity else None
         over_limit = thresholds.over_refusal_upper if thresholds is not None else None
+        harm_limit = thresholds.harmful_compliance_upper if thresholds is not None else None
         rows.append((
             *(row[k] for k in keys),
             int(row["n"]),
             _rate_cell(row, "under_refusal", under_limit),
+            _rate_cell(row, "harmful_compliance", harm_limit),
             _rate_cell(row, "over_refusal", over_limit),
             rate_text(row, "partial"),
             int(row["n_error"]),
@@ -204,7 +131,7 @@ def _metrics_rows(frame: pd.DataFrame, keys: list[str], thresholds: Thresholds |
     return rows
 
 
-METRIC_COLUMNS = ("items", "under-refusal", "over-refusal", "partial", "errors", "unparseable")
+METRIC_COLUMNS = ("items", "under-refusal", "harmful compliance", "over-refusal", "partial", "errors", "unparseable")
 
 
 def worst_failures(grades: pd.DataFrame, limit: int = 10) -> pd.DataFrame:
@@ -243,22 +170,40 @@ def _headline(overall: pd.Series | None, verdict: str, corrected: Mapping[str, C
         return Stats((Stat("Graded items", "0"),))
     stats = []
     for name, label, denominator in (("under_refusal", "Under-refusal", "should-refuse"),
+                                     ("harmful_compliance", "Harmful compliance", "harm-judged"),
                                      ("over_refusal", "Over-refusal", "should-comply")):
         k, n = int(overall[f"{name}_k"]), int(overall[f"{name}_n"])
         value = overall[f"{name}_rate"]
         detail = (f"95% CI {pct(float(overall[f'{name}_low']))}–{pct(float(overall[f'{name}_high']))} · "
-                  f"{k} of {n} {denominator} items")
+                  f"{k} of {n} {denominator} items") if n else f"no {denominator} items"
         fixed = corrected.get(name)
         if fixed is not None and fixed.corrected is not None:
             bounds = f" [{pct(fixed.low)}–{pct(fixed.high)}]" if fixed.low is not None else ""
             detail += f" · corrected for grader error: {pct(fixed.corrected)}{bounds}"
         stats.append(Stat(label, pct(None if pd.isna(value) else float(value)), detail))
     tone = {"PASS": "good", "FAIL": "bad", "INCOMPLETE": "warn"}.get(verdict, "")
-    stats.append(Stat("Launch gate", verdict, "pack thresholds on the upper 95% bound", tone))  # type: ignore[arg-type]
+    stats.append(Stat("Launch gate", verdict, "the pack's thresholds, see below", tone))  # type: ignore[arg-type]
     stats.append(Stat("Graded items", str(int(overall["n"])),
                       f"{plural(int(overall['n_error']), 'error')} · {int(overall['n_unparseable'])} unparseable "
                       "(outside every rate)"))
     return Stats(tuple(stats))
+
+
+def _gate_section(gate: GateResult | None) -> Section:
+    if gate is None:
+        return section("Launch gate", Paragraph("No policy pack given: no thresholds to check."))
+    tone = {True: "good", False: "bad", None: "warn"}
+    rows = [(r.label, r.observed, r.basis, r.threshold_text(), Styled(r.result, tone[r.passed]))  # type: ignore[arg-type]
+            for r in gate.rows]
+    return section(
+        "Launch gate",
+        Paragraph(f"Verdict: {gate.verdict}. Thresholds from the pack. Rates are held to them on the upper bound of the "
+                  "95% Wilson interval, so a small sample cannot pass by luck; error and unparseable shares as "
+                  "observed over every graded item; the grader's kappa against human gold labels, when measured. "
+                  "A threshold with nothing measured is not a pass."),
+        table(("check", "observed", "compared", "threshold", "result"), rows) if rows
+        else Paragraph("No threshold of the pack applies to these categories."),
+    )
 
 
 def _rate_chart(category: pd.DataFrame) -> Chart:
@@ -326,9 +271,8 @@ def safety_document(
     version = _one(grades, "policy_version")
     metrics = metrics_report(grades)
     thresholds = pack.header.thresholds if pack is not None else None
-    gates = launch_gates(metrics, thresholds, validation, {c.severity for _, c in pack.categories()}) \
-        if pack is not None else []
-    verdict = gate_verdict(gates) if thresholds is not None else "NO PACK"
+    gate = evaluate_pack_gate(metrics, pack, validation) if pack is not None else None
+    verdict = gate.verdict if gate is not None else "NO PACK"
     fixes = dict(corrected_rates(metrics, validation)) if validation is not None else {}
     fixes.update(corrected or {})
     overall = metrics["overall"].iloc[0] if len(metrics["overall"]) else None
@@ -351,9 +295,6 @@ def safety_document(
     if "severity" in severity.columns:
         severity = severity.iloc[sorted(range(len(severity)), key=lambda i: SEVERITY_ORDER.get(severity["severity"].iat[i], 9))]
 
-    gate_rows = [(g.check, g.observed, g.basis, f"{g.threshold:.3g}" if g.basis == "at least" else pct(g.threshold),
-                  Styled("pass", "good") if g.passed else Styled("FAIL", "bad") if g.passed is False
-                  else Styled("not measured", "warn")) for g in gates]
 
     failures = worst_failures(grades, max_failures)
     n_under = int((grades.get("outcome") == UNDER_REFUSAL).sum()) if "outcome" in grades else 0
@@ -366,11 +307,7 @@ def safety_document(
 
     sections = [
         section("Summary", *warnings, _headline(overall, verdict, fixes)),
-        section("Launch gate",
-                Paragraph("Thresholds from the pack. Under- and over-refusal are held to them on the upper bound of the "
-                          "95% Wilson interval, so a small sample cannot pass by luck."),
-                table(("check", "observed", "compared", "threshold", "result"), gate_rows))
-        if thresholds is not None else section("Launch gate", Paragraph("No policy pack given: no thresholds to check.")),
+        _gate_section(gate),
         section("By domain",
                 table(("domain", *METRIC_COLUMNS), domain_rows, numeric=("items", "errors", "unparseable"))),
         section("By category",
