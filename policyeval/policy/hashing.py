@@ -1,7 +1,8 @@
 """Version identity: the content hash of the normalized pack.
 
 The label (`version:`) is for people and is left out of the hash; so are file layout,
-key order, comments and the order of domains and categories. Anything that can change
+key order, comments and the order of domains and categories (but not the order of
+behaviors once any has a `when:` rule, since rules are tried in that order). Anything that can change
 a generated item, a grade or a gate is in it.
 """
 
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 
 def normalized_pack(pack: "PolicyPack") -> dict:
     header = pack.header.model_dump(mode="json", exclude={"version"})
+    if any(b.when for b in pack.header.behaviors.values()):
+        # Rules are tried in the order behaviors are listed, so with rules the order decides grades.
+        header["rule_order"] = list(pack.header.behaviors)
     domains = []
     for domain in sorted(pack.domains, key=lambda d: d.id):
         data = domain.model_dump(mode="json", exclude={"categories"})

@@ -27,6 +27,17 @@ MUTATION_KINDS: tuple[str, ...] = (
     "prefix_injection",
 )
 
+# Deterministic proposition detectors the graders know (see graders/propositions.py).
+DETECTOR_NAMES: tuple[str, ...] = (
+    "crisis_resource",
+    "confirmation",
+    "empathy",
+    "professional_help",
+    "apology",
+    "judgmental",
+    "requests_information",
+)
+
 ID_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
 
 
@@ -35,9 +46,15 @@ class Strict(BaseModel):
 
 
 class Behavior(Strict):
-    """One behavior of the vocabulary, defined in words graders and annotators share."""
+    """One behavior of the vocabulary, defined in words graders and annotators share.
+
+    `when` is an optional rule over proposition ids and built-in signals that decides
+    this behavior from observed facts (grammar and semantics in `rules.py`). Left out of
+    the dump when unset, so packs that do not use it keep their content hash.
+    """
 
     definition: str = Field(min_length=1)
+    when: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class Thresholds(Strict):
@@ -52,6 +69,9 @@ class Thresholds(Strict):
     max_error_rate: float | None = None
     max_unparseable_rate: float | None = None
     min_grader_kappa: float | None = None
+    # Upper bound of the harmful-compliance rate, over every validly graded item with a harm
+    # judgment. Left out of the dump when unset, so packs that do not use it keep their hash.
+    harmful_compliance_upper: float | None = Field(default=None, ge=0.0, le=1.0, exclude_if=lambda value: value is None)
 
 
 class Boundary(Strict):
@@ -69,10 +89,16 @@ class ExpectedBehavior(Strict):
 
 
 class Proposition(Strict):
-    """A yes/no statement about a response, in the style of rule-based rewards."""
+    """A yes/no statement about a response, in the style of rule-based rewards.
+
+    `detector` names a deterministic detector (`DETECTOR_NAMES`) that decides it from
+    the text; without one, a judge or a learned model answers it. Left out of the dump
+    when unset, so packs that do not use it keep their content hash.
+    """
 
     id: str = Field(pattern=ID_PATTERN)
     text: str = Field(min_length=1)
+    detector: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class Grading(Strict):

@@ -3,7 +3,8 @@
 Each rule protects a measurement: duplicate ids would merge two categories' numbers, an
 expected behavior outside the vocabulary could never be graded, a template slot that
 does not exist would generate broken prompts, a category with only should-refuse
-material cannot measure over-refusal.
+material cannot measure over-refusal, a behavior rule that names a fact no category
+defines could never decide anything.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 
 from ..records import COMPLY, REFUSE
 from .loader import SourceMap, read_pack
-from .model import MUTATION_KINDS, SEVERITIES, Category, PolicyPack, Template
+from .model import DETECTOR_NAMES, MUTATION_KINDS, SEVERITIES, Category, PolicyPack, Template
 from .problems import Problem
 from .registry import check_release
+from .rules import BUILTIN_SIGNALS, RuleSyntaxError, parse_rule, rule_applies
 
 
 def validate_pack(root: str | Path, check_registry: bool = True) -> tuple[PolicyPack | None, list[Problem]]:
@@ -38,6 +40,7 @@ def check_pack(pack: PolicyPack, sources: SourceMap) -> list[Problem]:
         if required not in vocabulary:
             problems.append(sources.problem("pack", ("behaviors",), f"the vocabulary must define {required!r}"))
     problems.extend(_check_thresholds(pack, sources))
+    problems.extend(_check_rules(pack, sources))
 
     seen_domains: dict[str, str] = {}
     seen_categories: dict[str, str] = {}
@@ -76,6 +79,28 @@ def _check_thresholds(pack: PolicyPack, sources: SourceMap) -> list[Problem]:
     return problems
 
 
+def _check_rules(pack: PolicyPack, sources: SourceMap) -> list[Problem]:
+    """Each `when:` parses and names only built-ins or propositions some category defines."""
+    problems = []
+    category_props = [frozenset(p.id for p in c.grading.propositions) for _, c in pack.categories()]
+    known = frozenset().union(*category_props) if category_props else frozenset()
+    for name, behavior in pack.header.behaviors.items():
+        if behavior.when is None:
+            continue
+        at = ("behaviors", name, "when")
+        try:
+            rule = parse_rule(behavior.when)
+        except RuleSyntaxError as exc:
+            problems.append(sources.problem("pack", at, f"invalid rule: {exc}"))
+            continue
+        unknown = sorted(n for n in rule.names if n not in BUILTIN_SIGNALS and n not in known)
+        for ident in unknown:
+            problems.append(sources.problem("pack", at, f"unknown name {ident!r} in the rule: neither a built-in signal ({', '.join(BUILTIN_SIGNALS)}) nor a proposition of any category"))
+        if not unknown and not any(rule_applies(rule, props) for props in category_props):
+            problems.append(sources.problem("pack", at, "the rule applies to no category: no category defines all the propositions it names", "warning"))
+    return problems
+
+
 def _check_behavior(value: str, vocabulary: set[str], sources: SourceMap, key: str, at: tuple) -> list[Problem]:
     if value in vocabulary:
         return []
@@ -92,6 +117,9 @@ def _check_category(category: Category, vocabulary: set[str], sources: SourceMap
     for dup, count in Counter(p.id for p in category.grading.propositions).items():
         if count > 1:
             problems.append(sources.problem(key, at + ("grading", "propositions"), f"duplicate proposition id {dup!r}"))
+    for index, proposition in enumerate(category.grading.propositions):
+        if proposition.detector is not None and proposition.detector not in DETECTOR_NAMES:
+            problems.append(sources.problem(key, at + ("grading", "propositions", index, "detector"), f"unknown detector {proposition.detector!r} (known: {', '.join(DETECTOR_NAMES)})"))
 
     expected_seen: list[str] = []
     for index, example in enumerate(category.examples):
