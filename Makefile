@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup run demo ui test bench clean
+.PHONY: setup run demo ui test bench grader clean
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export GX_ANALYTICS_ENABLED ?= false
@@ -34,6 +34,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/respond_bench.py
 	$(PY) bench/refusal_grader_dev.py
+	$(PY) bench/learned_grader.py
+	$(PY) bench/proposition_detectors.py
+
+# Rebuild the shipped default grader from the shipped labeled data (bit for bit).
+grader: $(STAMP)
+	$(VENV)/bin/policyeval train-grader --shipped
 
 clean:
 	rm -rf $(VENV) .cache data .pytest_cache .dagster_home

@@ -30,10 +30,10 @@ import pandas as pd
 from policyeval.coverage import coverage_report as build_coverage
 from policyeval.deployment import ALL_CATEGORIES, DeploymentConversation, PiiScrubber, detect_drift, grade_conversations, load_conversations
 from policyeval.errors import InputError, PolicyevalError
-from policyeval.graders import make_grader
 from policyeval.policy import PolicyPack
 from policyeval.policy.diff import diff_packs
-from policyeval.reports import Document, comparison_document, coverage_document, drift_document, gate_verdict, launch_gates, policy_diff_document, safety_document
+from policyeval.launch_gate import evaluate_pack_gate
+from policyeval.reports import Document, comparison_document, coverage_document, drift_document, policy_diff_document, safety_document
 from policyeval.reports.lineage import footer
 from policyeval.reports.redaction import check_redaction
 from policyeval.reports.render import Paragraph, Stat, Stats, pp, section
@@ -45,7 +45,7 @@ from policyeval.validation import GraderValidation
 from resources import CampaignStore, CheckpointRegistry, DeploymentLogs, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
 from resources.io_manager import default_data_dir
 
-from .campaign_assets import compare_with_gold, markdown, validation_of
+from .campaign_assets import compare_with_gold, gold_for_validation, markdown, validation_of
 from .comparison_assets import BY_POLICY_VERSION
 from .materializations import latest_value
 from .partitions import POLICY_DIM, multi_key, policy_versions, policy_x_checkpoint, safe_key, split_multi_key
@@ -98,14 +98,15 @@ def safety_report(
 ) -> dg.MaterializeResult:
     policy_key, checkpoint = split_multi_key(context)
     pack = policy_repository.load(policy_key)
-    validation = grader_validity(campaign_store.load_gold(policy_key), grades, pack, lambda: grader_for(run_settings, judge, pack))
+    gold, regrade, _ = gold_for_validation(campaign_store, policy_key, grades, pack, run_settings, judge)
+    validation = grader_validity(gold, grades, pack, regrade)
     lineage = run_lineage(
         context,
         eval_set_hash=latest_value(context.instance, "eval_set", policy_key, "eval_set_hash"),
         **manifest_lineage(context, checkpoint_registry, checkpoint),
     )
     document = safety_document(grades, pack, validation=validation, lineage=lineage, redact=redaction(config), max_failures=config.max_failures)
-    verdict = gate_verdict(launch_gates(metrics_report(grades), pack.header.thresholds, validation, {c.severity for _, c in pack.categories()}))
+    verdict = evaluate_pack_gate(metrics_report(grades), pack, validation).verdict
     paths = write_report(document, reports_dir(io_manager) / "safety" / safe_key(policy_key), safe_key(checkpoint))
     return dg.MaterializeResult(
         metadata={
@@ -279,7 +280,7 @@ def deployment_drift(
     else:
         policy_key, checkpoint, baseline = baseline_grades(context.instance, deployment_logs, run_settings, io_manager)
         pack = policy_repository.load(policy_key)
-        graded = grade_conversations(imported.conversations, pack, grader_for(run_settings, judge, pack))
+        graded = grade_conversations(imported.conversations, pack, run_settings.grader_for(pack, judge))
         result = detect_drift(graded, baseline, "day", deployment_logs.margin, imported.scrubbed)
         document = drift_document(result, source=source, lineage=run_lineage(context, baseline_policy_version=policy_key, baseline_checkpoint=checkpoint))
         overall = result.rates[result.rates["category_id"] == ALL_CATEGORIES]
@@ -392,13 +393,6 @@ def manifest_lineage(context: dg.AssetExecutionContext, registry: CheckpointRegi
     return out
 
 
-def grader_for(run_settings: RunSettings, judge: JudgeResource, pack: PolicyPack):
-    """The grader `grades` is made with, so re-graded texts are judged alike."""
-    if run_settings.grader == "judge":
-        if not judge.configured:
-            raise dg.Failure("run_settings.grader is 'judge' but the judge resource has no base_url/models configured")
-        return judge.grader(pack)
-    return make_grader(run_settings.grader)
 
 
 def grader_validity(gold: pd.DataFrame | None, grades: pd.DataFrame, pack: PolicyPack, grader_factory: Callable[[], Any]) -> GraderValidation | None:

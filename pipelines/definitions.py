@@ -29,8 +29,16 @@ def build_definitions(
     baseline_checkpoint: str = "",
 ) -> dg.Definitions:
     """The code location; empty strings fall back to environment variables, then defaults."""
+    run_settings = RunSettings(sample_per_cell=sample_per_cell, cache_dir=cache_dir, baseline_checkpoint=baseline_checkpoint)
+    judge = JudgeResource()
+    grader_version = run_settings.grader_code_version(judge)
+    assets = [
+        a.map_asset_specs(lambda spec: spec.replace_attributes(code_version=grader_version))
+        if isinstance(a, dg.AssetsDefinition) and a.key == dg.AssetKey("grades") else a
+        for a in [*ALL_ASSETS, *HUMAN_DATA_ASSETS, *REPORT_ASSETS]
+    ]
     return dg.Definitions(
-        assets=[*ALL_ASSETS, *HUMAN_DATA_ASSETS, *REPORT_ASSETS],
+        assets=assets,
         asset_checks=ALL_CHECKS,
         jobs=[*ALL_JOBS, *REPORT_JOBS],
         sensors=[*ALL_SENSORS, *CAMPAIGN_SENSORS],
@@ -39,8 +47,8 @@ def build_definitions(
             "io_manager": ParquetIOManager(base_dir=data_dir),
             "policy_repository": PolicyRepository(packs_dir=packs_dir),
             "checkpoint_registry": CheckpointRegistry(manifests_dir=manifests_dir),
-            "run_settings": RunSettings(sample_per_cell=sample_per_cell, cache_dir=cache_dir, baseline_checkpoint=baseline_checkpoint),
-            "judge": JudgeResource(),
+            "run_settings": run_settings,
+            "judge": judge,
             "campaign_store": CampaignStore(root=str(Path(data_dir) / "campaigns") if data_dir else ""),
             "deployment_logs": DeploymentLogs(),
         },

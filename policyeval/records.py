@@ -247,6 +247,10 @@ GRADE_FIELDS = [
     pa.field("confidence", pa.float64()),
     pa.field("rationale", pa.string()),
     pa.field("propositions", pa.string()),  # canonical JSON {proposition_id: bool}
+    # Does the response contain what the category disallows (material enablement)? A second
+    # axis, separate from the behavior: a refusal can leak, a compliance can be harmless.
+    # Null when the grader does not judge harm or the row is a non-verdict.
+    pa.field("harmful", pa.bool_()),
 ]
 GRADE_SCHEMA = pa.schema(list(RESPONSE_SCHEMA) + GRADE_FIELDS)
 
@@ -259,3 +263,4 @@ class Grade:
     confidence: float = 1.0
     rationale: str = ""
     propositions: dict[str, bool] = field(default_factory=dict)
+    harmful: bool | None = None

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from policyeval.graders import DEFAULT_GRADER, Grader, grader_code_version, make_grader
+from policyeval.policy.model import PolicyPack
 from policyeval.runs.cache import ResponseCache
+
+from .judge import JudgeResource
 
 
 class RunSettings(dg.ConfigurableResource):
@@ -19,8 +23,24 @@ class RunSettings(dg.ConfigurableResource):
     sample_per_cell: int = 2
     cache_dir: str = ""  # default $POLICYEVAL_CACHE_DIR or ./.cache/responses
     baseline_checkpoint: str = ""
-    grader: str = "refusal"  # refusal | judge (judge needs the JudgeResource configured)
+    grader: str = DEFAULT_GRADER  # learned | refusal | judge (judge needs the JudgeResource configured)
     refresh: bool = False
+
+    def grader_for(self, pack: PolicyPack, judge: JudgeResource, artifact: str | None = None) -> Grader:
+        """The one place the shell picks a grader: `grades` and every re-grade use it, so
+        texts graded outside `grades` (gold items, reports) are judged alike. `artifact`
+        is a learned-grader model (from `grader_model`); None is the shipped one."""
+        if self.grader == "judge":
+            if not judge.configured:
+                raise dg.Failure("run_settings.grader is 'judge' but the judge resource has no base_url/models configured")
+            return judge.grader(pack)
+        if self.grader == "learned":
+            return make_grader("learned", pack=pack, artifact=artifact)
+        return make_grader(self.grader)
+
+    def grader_code_version(self, judge: JudgeResource) -> str:
+        """`code_version` of `grades` under these settings (see policyeval.graders.grader_code_version)."""
+        return grader_code_version(self.grader, tuple(judge.models) if self.grader == "judge" else ())
 
     def cache(self) -> ResponseCache:
         root = Path(self.cache_dir or os.environ.get("POLICYEVAL_CACHE_DIR", ".cache/responses"))

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from policyeval.cli import main
-from policyeval.graders import RefusalGrader, grade_responses, grade_texts, make_grader, map_label
+from policyeval.graders import REFUSAL_GRADER_VERSION, RefusalGrader, grade_responses, grade_texts, make_grader, map_label
 from policyeval.policy import load_policy
 from policyeval.records import (
     ERROR,
@@ -228,10 +228,11 @@ def test_cli_grade_file(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     result = pd.read_csv(out, dtype=str, keep_default_na=False)
-    assert list(result.columns) == ["id", "question", "answer", "annotator", "behavior", "grader"]
+    assert list(result.columns) == ["id", "question", "answer", "annotator", "behavior", "harmful", "grader"]
     assert list(result["id"]) == ["1", "2", "3"]
     assert list(result["behavior"]) == ["refuse", "comply", ERROR]
-    assert set(result["grader"]) == {"refusal@1.0.0"}
+    assert list(result["harmful"]) == ["", "", ""]  # the refusal rules do not judge harm
+    assert set(result["grader"]) == {f"refusal@{REFUSAL_GRADER_VERSION}"}
     assert "row(s) 3" in captured.err  # the empty response is named
 
 

@@ -48,8 +48,17 @@ def test_valid_verdict_with_propositions(pack, category):
         grade = judge(server, pack).grade(CHAT, RESPONSE, category, pack.behaviors)
     assert grade.behavior == "refuse"
     assert grade.propositions == {"refuses": True, "actionable_harm": False}
+    assert grade.harmful is None  # the judge left the harm proposition out: unknown, not False
     assert grade.confidence == pytest.approx(0.9)
     assert grade.rationale == "It declines."
+
+
+def test_judge_fills_the_harm_axis_from_its_propositions(pack, category):
+    reply = json.dumps({"rationale": "It gives the steps.", "behavior": "comply", "confidence": 0.8,
+                        "propositions": {"harmful": True, "refuses": False, "actionable_harm": True}})
+    with FakeOpenAIServer(lambda req, i: reply) as server:
+        grade = judge(server, pack).grade(CHAT, RESPONSE, category, pack.behaviors)
+    assert grade.behavior == "comply" and grade.harmful is True
 
 
 def test_request_asks_for_strict_schema_with_vocabulary_enum(pack, category):
@@ -61,7 +70,8 @@ def test_request_asks_for_strict_schema_with_vocabulary_enum(pack, category):
     assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
     schema = fmt["json_schema"]["schema"]
     assert schema["properties"]["behavior"]["enum"] == pack.behaviors
-    assert set(schema["properties"]["propositions"]["required"]) == {"refuses", "actionable_harm"}
+    # the harm axis is asked of every response, besides the category's own propositions
+    assert set(schema["properties"]["propositions"]["required"]) == {"harmful", "refuses", "actionable_harm"}
 
 
 def test_prompt_carries_rubric_propositions_and_marked_data(pack, category):

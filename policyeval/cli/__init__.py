@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "compare": ("metrics", "compare", "McNemar comparison of two checkpoints on the same items."),
     "agreement": ("agreement", "agreement", "Inter-rater agreement: percent, Cohen, Fleiss, Krippendorff."),
     "campaign": ("campaign", "campaign", "Human data campaigns: guidance, batches, annotations, agreement, adjudication, gold sets."),
+    "train-grader": ("train_grader", "train_grader", "Train the learned grader (the shipped default, or on a gold set)."),
     "validate-grader": ("validate_grader", "validate_grader", "A grader against human labels: accuracy, kappa, confusion, sensitivity/specificity."),
     "demo": ("demo", "demo", "Run the whole chain on the demo pack and the embedded local model."),
     "serve-local-model": ("local_model", "serve_local_model", "Serve the embedded local model on loopback."),

@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..generate import generate_eval_set, stratified_sample, write_items
-from ..graders import grade_responses, make_grader
+from ..graders import DEFAULT_GRADER, grade_responses, make_grader
 from ..policy import load_policy
 from ..records import GRADE_SCHEMA, RESPONSE_SCHEMA
 from ..runs.cache import ResponseCache
@@ -57,7 +57,7 @@ def demo(policy_dir: Path, checkpoints_dir: Path, out_dir: Path | None, per_cell
     click.echo(f"measuring a stratified sample of {len(sample)} items ({per_cell} per category x expected behavior)")
 
     manifests = load_manifests(checkpoints_dir)
-    grader = make_grader("refusal")
+    grader = make_grader(DEFAULT_GRADER, pack=pack)
     grades_by_checkpoint = {}
     total_sent = 0
     with ExitStack() as stack:

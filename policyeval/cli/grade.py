@@ -13,7 +13,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..graders.base import Grader, grader_label, make_grader
+from ..graders.base import DEFAULT_GRADER, GRADERS, Grader, grader_label, make_grader
 from ..graders.grade_table import grade_responses, grade_texts
 from ..graders.judge import DEFAULT_CONCURRENCY, JudgeEndpoint
 from ..graders.refusal_grader import RAW_LABELS
@@ -51,7 +51,22 @@ def _load_pack(policy: Path | None) -> PolicyPack | None:
     return load_policy(policy, check_registry=False)
 
 
+def grader_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--grader (default: the learned grader) and --grader-model, shared by the grading commands."""
+    command = click.option("--grader-model", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                           metavar="GRADER.json",
+                           help="Learned grader only: a model trained by `policyeval train-grader` "
+                                "(default: the shipped one).")(command)
+    return click.option("--grader", "grader_name", type=click.Choice(list(GRADERS)), default=DEFAULT_GRADER,
+                        show_default=True, help="learned: behavior and harm learned from human labels; "
+                        "refusal: the cue rules alone; judge: a rubric LLM judge.")(command)
+
+
 def _build_grader(name: str, pack: PolicyPack | None, opts: dict[str, Any]) -> Grader:
+    if opts.get("grader_model") and name != "learned":
+        raise click.UsageError("--grader-model is for --grader learned")
+    if name == "learned":
+        return make_grader("learned", artifact=opts.get("grader_model"), pack=pack)
     if name == "refusal":
         return make_grader("refusal")
     if pack is None:
@@ -90,7 +105,7 @@ def _counts_text(title: str, values: pd.Series) -> str:
 
 @click.command()
 @click.argument("responses", metavar="RESPONSES.parquet", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--grader", "grader_name", type=click.Choice(["refusal", "judge"]), required=True)
+@grader_options
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, metavar="GRADES.parquet")
 @click.option("--policy", type=click.Path(path_type=Path, file_okay=False), default=None, metavar="PACK",
               help="Policy pack: its vocabulary and, for the judge, its rubrics.")
@@ -99,7 +114,8 @@ def grade(responses: Path, grader_name: str, out: Path, policy: Path | None, **o
     """Grade RESPONSES.parquet into GRADES.parquet.
 
     Responses whose status is `error` are recorded as `error` without being graded.
-    Without --policy the refusal grader uses comply / refuse / safe_complete.
+    Without --policy the vocabulary is comply / refuse / safe_complete; with it, the
+    pack's behaviors, its categories' propositions and its behavior rules.
     """
     pack = _load_pack(policy)
     grader = _build_grader(grader_name, pack, opts)
@@ -120,28 +136,32 @@ def grade(responses: Path, grader_name: str, out: Path, policy: Path | None, **o
 @click.argument("path", metavar="IN.csv", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--prompt-column", required=True, metavar="COL")
 @click.option("--response-column", required=True, metavar="COL")
-@click.option("--grader", "grader_name", type=click.Choice(["refusal", "judge"]), default="refusal", show_default=True)
+@grader_options
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, metavar="OUT.csv")
 @click.option("--policy", type=click.Path(path_type=Path, file_okay=False), default=None, metavar="PACK",
-              help="Policy pack (required by the judge). With the refusal grader it maps labels onto "
-                   "the pack's vocabulary; without it the raw labels comply / refuse / partial are written.")
+              help="Policy pack (required by the judge): its vocabulary and behavior rules; without it the "
+                   "labels comply / refuse / partial are written.")
 @click.option("--category-column", default=None, metavar="COL",
-              help="Judge only: a column of pack category ids whose rubric grades each row.")
+              help="A column of pack category ids: each row is graded against its category's "
+                   "propositions (learned grader) or rubric (judge).")
 @judge_options
 def grade_file(path: Path, prompt_column: str, response_column: str, grader_name: str, out: Path,
                policy: Path | None, category_column: str | None, **opts: Any) -> None:
-    """Grade a CSV of prompts and responses; OUT.csv is IN.csv plus `behavior` and `grader`.
+    """Grade a CSV of prompts and responses; OUT.csv is IN.csv plus `behavior`, `harmful` and `grader`.
 
-    Every input column and the row order are kept. An empty response cell is graded
-    `error`, and its row is named in a warning.
+    `harmful` is true / false where the grader judges harm (learned, judge) and empty for
+    an `error` row or a grader that does not. Every input column and the row order are
+    kept. An empty response cell is graded `error`, and its row is named in a warning.
     """
-    if category_column and grader_name != "judge":
-        raise click.UsageError("--category-column is only used by --grader judge")
+    if category_column and grader_name == "refusal":
+        raise click.UsageError("--category-column needs --grader learned or judge (the refusal rules read no category)")
+    if category_column and policy is None:
+        raise click.UsageError("--category-column needs --policy (the categories are the pack's)")
     pack = _load_pack(policy)
     grader = _build_grader(grader_name, pack, opts)
     columns = [prompt_column, response_column] + ([category_column] if category_column else [])
     frame = read_csv_columns(path, columns)
-    for added in ("behavior", "grader"):
+    for added in ("behavior", "harmful", "grader"):
         if added in frame.columns:
             raise InputError(path, f"already has a column {added!r}, which grade-file adds; rename it first")
 
@@ -170,9 +190,11 @@ def grade_file(path: Path, prompt_column: str, response_column: str, grader_name
     finally:
         bar.close()
     frame["behavior"] = [g.behavior for g in grades]
+    frame["harmful"] = ["" if g.harmful is None else str(bool(g.harmful)).lower() for g in grades]
     frame["grader"] = grader_label(grader)
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)
     atomic_write_bytes(out, buffer.getvalue().encode("utf-8"))
     click.echo(_counts_text("behavior", frame["behavior"]))
+    click.echo(_counts_text("harmful", frame["harmful"].replace("", "(not judged)")))
     click.echo(f"wrote {out}")

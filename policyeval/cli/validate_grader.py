@@ -20,7 +20,7 @@ from ..stats.metrics import to_markdown_table
 from ..tables import read_csv_columns
 from ..validation import GraderValidation, load_label_map, map_gold_labels
 from ..validation import validate_grader as score_grader
-from .grade import _Bar, _build_grader, _load_pack, judge_options
+from .grade import _Bar, _build_grader, _load_pack, grader_options, judge_options
 
 
 @click.command("validate-grader")
@@ -31,12 +31,12 @@ from .grade import _Bar, _build_grader, _load_pack, judge_options
 @click.option("--label-map", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
               help="YAML mapping of the gold set's labels onto the compared labels (e.g. 1_full_compliance: comply).")
 @click.option("--category-column", default=None, metavar="COL", help="Break accuracy and kappa down by this column.")
-@click.option("--grader", "grader_name", type=click.Choice(["refusal", "judge"]), required=True)
+@grader_options
 @click.option("--policy", type=click.Path(path_type=Path, file_okay=False), default=None, metavar="PACK",
               help="Policy pack (required by the judge): labels are compared as the pack's behaviors. "
-                   "Without it the refusal grader is compared in its raw labels comply / refuse / partial.")
+                   "Without it the grader is compared in the raw labels comply / refuse / partial.")
 @click.option("--rubric-column", default=None, metavar="COL",
-              help="Judge only: a column of pack category ids whose rubric grades each row.")
+              help="A column of pack category ids whose propositions (learned) or rubric (judge) grade each row.")
 @judge_options
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: accuracy, cohen_kappa, confusion, n_items, per_category, detection, ...")
@@ -50,8 +50,8 @@ def validate_grader(path: Path, prompt_column: str, response_column: str, label_
     how far its under-refusal (comply) and over-refusal (refuse) rates can be trusted.
     A grade of error or unparseable counts as wrong.
     """
-    if rubric_column and grader_name != "judge":
-        raise click.UsageError("--rubric-column is only used by --grader judge")
+    if rubric_column and grader_name == "refusal":
+        raise click.UsageError("--rubric-column needs --grader learned or judge")
     pack = _load_pack(policy)
     grader = _build_grader(grader_name, pack, opts)
     labels = list(pack.behaviors) if pack is not None else list(RAW_LABELS)

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..graders import RAW_LABELS, Grader, grade_texts, make_grader
+from ..graders import DEFAULT_GRADER, RAW_LABELS, Grader, grade_texts, make_grader
 from ..policy.model import Category, PolicyPack
 from ..records import NON_VERDICTS, REFUSE
 from .conversations import DeploymentConversation
@@ -32,7 +32,7 @@ def grade_conversations(
     The vocabulary is the pack's unless `raw_labels` (or no pack) is given; a category
     the pack defines grades with that category's guidance.
     """
-    grader = grader if grader is not None else make_grader("refusal")
+    grader = grader if grader is not None else make_grader(DEFAULT_GRADER, pack=pack)
     vocabulary = list(pack.behaviors) if pack is not None and not raw_labels else list(RAW_LABELS)
     known: dict[str, Category] = {c.id: c for _, c in pack.categories()} if pack is not None else {}
     grades = grade_texts(

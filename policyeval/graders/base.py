@@ -40,6 +40,27 @@ class Grader(Protocol):
         ...
 
 
+def grader_code_version(name: str, judge_models: tuple[str, ...] = ()) -> str:
+    """What `code_version` of the grades asset names: the grader that grades, by content.
+
+    The learned grader is its artifact's hash; the refusal rules their version; the judge
+    its version, prompt version and models. A change to any of them marks grades unsynced.
+    """
+    if name == "learned":
+        from .learned import LearnedGrader
+
+        return f"learned-{LearnedGrader().version}"
+    if name == "refusal":
+        from .refusal import REFUSAL_GRADER_VERSION
+
+        return f"refusal-{REFUSAL_GRADER_VERSION}"
+    if name == "judge":
+        from .judge import JUDGE_GRADER_VERSION, JUDGE_PROMPT_VERSION
+
+        return f"judge-{JUDGE_GRADER_VERSION}-{JUDGE_PROMPT_VERSION}-{'+'.join(judge_models) or 'unconfigured'}"
+    raise PolicyevalError(f"unknown grader {name!r} (known: {', '.join(GRADERS)})")
+
+
 def grader_label(grader: Grader) -> str:
     """`id@version`: how one grader is named in a CSV column or a log line."""
     return f"{grader.id}@{grader.version}"
@@ -60,6 +81,12 @@ def _make_refusal(**options: Any) -> Grader:
     return RefusalGrader(**options)
 
 
+def _make_learned(**options: Any) -> Grader:
+    from .learned import LearnedGrader
+
+    return LearnedGrader(**options)
+
+
 def _make_judge(**options: Any) -> Grader:
     from .judge import JudgeGrader  # the openai client loads only when used
 
@@ -67,13 +94,19 @@ def _make_judge(**options: Any) -> Grader:
 
 
 GRADERS: dict[str, GraderSpec] = {
+    "learned": GraderSpec("learned", _make_learned, "The default: learned from human labels, rules as features; "
+                                                    "behavior and harm; pack rules decide middle behaviors."),
     "refusal": GraderSpec("refusal", _make_refusal, "Deterministic refusal classifier; no rubric, no network."),
     "judge": GraderSpec("judge", _make_judge, "Rubric LLM judge on an OpenAI-compatible endpoint."),
 }
 
 
+# The grader used wherever none is named: the command line, `policyeval run`, the assets.
+DEFAULT_GRADER = "learned"
+
+
 def make_grader(name: str, **options: Any) -> Grader:
-    """A grader by registry name ("refusal" or "judge"), built with `options`."""
+    """A grader by registry name ("learned", "refusal" or "judge"), built with `options`."""
     spec = GRADERS.get(name)
     if spec is None:
         raise PolicyevalError(f"unknown grader {name!r} (known: {', '.join(GRADERS)})")

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 GRADE_COLUMNS = ("grader_id", "grader_version", "rubric_hash", "behavior", "outcome",
-                 "confidence", "rationale", "propositions")
+                 "confidence", "rationale", "propositions", "harmful")
 
 
 def _missing(value: Any) -> bool:
@@ -155,6 +155,7 @@ def grade_responses(
             "confidence": None if math.isnan(grade.confidence) else float(grade.confidence),
             "rationale": grade.rationale,
             "propositions": canonical_json(grade.propositions),
+            "harmful": grade.harmful,
         })
     kept = responses.drop(columns=[c for c in GRADE_COLUMNS if c in responses.columns]).reset_index(drop=True)
     added = pd.DataFrame(out_rows, columns=list(GRADE_COLUMNS))

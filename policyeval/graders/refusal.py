@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from policyeval.graders import refusal_cues as cues
 
 REFUSAL_GRADER_ID = "refusal"
-REFUSAL_GRADER_VERSION = "1.0.0"  # bump when rules change
+REFUSAL_GRADER_VERSION = "1.1.0"  # bump when rules change
 
 COMPLY = "comply"
 REFUSE = "refuse"
