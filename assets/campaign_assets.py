@@ -42,7 +42,10 @@ from policyeval.campaigns.export import csv_bytes
 from policyeval.campaigns.gold import ADJUDICATED
 from policyeval.coverage import gold_coverage
 from policyeval.errors import InputError
-from policyeval.graders import grade_texts, make_grader
+from policyeval.graders import grade_texts
+from policyeval.graders.gold_training import never_trained_on
+from policyeval.graders.learned import LEARNED_GRADER_ID, load_artifact
+from policyeval.launch_gate import kappa_row
 from policyeval.policy import PolicyPack
 from policyeval.records import COMPLY, NON_VERDICTS, REFUSE, content_hash
 from policyeval.stats import to_markdown_table
@@ -533,11 +536,12 @@ def grader_validation(
 ) -> dg.Output[pd.DataFrame]:
     policy_key, checkpoint = split_multi_key(context)
     pack = policy_repository.load(policy_key)
-    gold = campaign_store.load_gold(policy_key)
-    table = compare_with_gold(gold, grades, pack, lambda: _grader(run_settings, judge, pack))
+    gold, regrade, scope = gold_for_validation(campaign_store, policy_key, grades, pack, run_settings, judge)
+    table = compare_with_gold(gold, grades, pack, regrade)
     validation = validation_of(table, pack)
     metadata: dict[str, Any] = {
         "gold_items": len(table),
+        "validated_on": scope,
         "gold_version": str(table["gold_version"].iloc[0]) if len(table) else "",
         "verdicts_from_grades": int((table["verdict_from"] == "grades").sum()),
         "verdicts_regraded": int((table["verdict_from"] == "regraded").sum()),
@@ -573,13 +577,23 @@ def grader_validation(
     )
 
 
-def _grader(run_settings: RunSettings, judge: JudgeResource, pack: PolicyPack):
-    """The grader `grades` is made with (see evaluation_assets.grades)."""
-    if run_settings.grader == "judge":
-        if not judge.configured:
-            raise dg.Failure("run_settings.grader is 'judge' but the judge resource has no base_url/models configured")
-        return judge.grader(pack)
-    return make_grader(run_settings.grader)
+def gold_for_validation(
+    campaign_store: CampaignStore, policy_key: str, grades_frame: pd.DataFrame, pack: PolicyPack, run_settings: RunSettings, judge: JudgeResource
+) -> tuple[pd.DataFrame | None, Callable[[], Any], str]:
+    """The gold rows the grader behind `grades` may be checked on, how to regrade one, and which rows those are.
+
+    A learned grader trained on this policy version's gold set (found by the version its
+    grades record) is checked only on the items it never trained on, and regrades with that
+    same model: agreement on its own training labels would say nothing.
+    """
+    gold = campaign_store.load_gold(policy_key)
+    learned = grades_frame[grades_frame["grader_id"] == LEARNED_GRADER_ID] if "grader_id" in grades_frame else grades_frame.iloc[0:0]
+    versions = sorted({str(v) for v in learned.get("grader_version", []) if isinstance(v, str)})
+    path = next((p for v in versions if (p := campaign_store.find_grader_model(policy_key, v)) is not None), None)
+    if path is None:
+        return gold, lambda: run_settings.grader_for(pack, judge), "every gold item"
+    held = never_trained_on(gold, load_artifact(str(path))) if gold is not None else None
+    return held, lambda: run_settings.grader_for(pack, judge, artifact=str(path)), f"held-out gold items only (the grader was trained on the rest; {path.name})"
 
 
 def compare_with_gold(gold: pd.DataFrame | None, grades_frame: pd.DataFrame, pack: PolicyPack, grader_factory: Callable[[], Any]) -> pd.DataFrame:
@@ -640,20 +654,18 @@ class KappaGate:
 
 
 def kappa_gate(table: pd.DataFrame, pack: PolicyPack, partition: str) -> KappaGate:
-    """No gold fails (nobody has checked the grader); no `min_grader_kappa` in the pack passes with a note;
-    an undefined kappa (one label throughout) fails, since it shows no ability to tell behaviors apart."""
-    threshold = pack.header.thresholds.min_grader_kappa
+    """No gold fails: a grader nobody has checked does not get its metrics published. With gold,
+    the launch gate's kappa rule (`policyeval.launch_gate.kappa_row`) decides; a pack without
+    `min_grader_kappa` passes with a note."""
+    thresholds = pack.header.thresholds
     validation = validation_of(table, pack)
     if validation is None:
-        return KappaGate(False, f"{partition}: no gold labels for this policy version: a grader nobody has checked does not get its metrics published.", None, threshold)
-    kappa = validation.cohen_kappa
-    shown = "undefined" if kappa is None else f"{kappa:.3f}"
-    if threshold is None:
+        return KappaGate(False, f"{partition}: no gold labels for this policy version: a grader nobody has checked does not get its metrics published.", None, thresholds.min_grader_kappa)
+    row = kappa_row(thresholds, validation)
+    if row is None:
+        shown = "undefined" if validation.cohen_kappa is None else f"{validation.cohen_kappa:.3f}"
         return KappaGate(True, f"{partition}: the pack sets no min_grader_kappa; kappa vs gold is {shown} on {validation.n_items} items (not gated).", validation, None)
-    if kappa is None:
-        return KappaGate(False, f"{partition}: kappa vs gold is undefined on {validation.n_items} items (a single label throughout); need >= {threshold}.", validation, threshold)
-    verdict = ">=" if kappa >= threshold else "<"
-    return KappaGate(kappa >= threshold, f"{partition}: grader kappa vs gold {shown} {verdict} {threshold} (pack min_grader_kappa) on {validation.n_items} gold items.", validation, threshold)
+    return KappaGate(row.passed is True, f"{partition}: grader kappa vs gold {row.observed}: {row.result} against min_grader_kappa {row.threshold_text()}.", validation, row.threshold)
 
 
 @dg.asset(

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from policyeval.generate import stratified_sample
-from policyeval.graders import REFUSAL_GRADER_VERSION, grade_responses, make_grader
+from policyeval.graders import DEFAULT_GRADER, grade_responses, grader_code_version
 from policyeval.records import EvalItem, content_hash
 from policyeval.runs.manifest import manifest_hash
 from policyeval.runs.runner import RunStats, run_checkpoint
@@ -73,24 +73,26 @@ def responses(
     group_name="evaluation",
     owners=OWNERS,
     kinds={"parquet", "python"},
-    code_version=f"refusal-{REFUSAL_GRADER_VERSION}",
-    description="Each response graded (observed behavior) and scored against the expected behavior (outcome).",
+    # The default grader's; `build_definitions` replaces it with the configured grader's.
+    code_version=grader_code_version(DEFAULT_GRADER),
+    # The policy version's learned grader; never materialized means the shipped default.
+    ins={"grader_model": dg.AssetIn(metadata={"optional": True})},
+    description=(
+        "Each response graded (observed behavior) and scored against the expected behavior (outcome). The learned "
+        "grader is the policy version's `grader_model` (trained on its gold set, or the shipped default)."
+    ),
 )
 def grades(
     context: dg.AssetExecutionContext,
     responses: pd.DataFrame,
+    grader_model: pd.DataFrame | None,
     policy_repository: PolicyRepository,
     run_settings: RunSettings,
     judge: JudgeResource,
 ) -> dg.Output[pd.DataFrame]:
     policy_key, _ = split_multi_key(context)
     pack = policy_repository.load(policy_key)
-    if run_settings.grader == "judge":
-        if not judge.configured:
-            raise dg.Failure("run_settings.grader is 'judge' but the judge resource has no base_url/models configured")
-        grader = judge.grader(pack)
-    else:
-        grader = make_grader(run_settings.grader)
+    grader = run_settings.grader_for(pack, judge, artifact=trained_artifact(grader_model))
     frame = grade_responses(responses, grader, pack)
     behaviors = frame.groupby("behavior").size().rename("n").reset_index()
     outcomes = frame.groupby("outcome").size().rename("n").reset_index()
@@ -100,6 +102,7 @@ def grades(
         metadata={
             "rows": len(frame),
             "grader": f"{grader.id}@{grader.version}",
+            "grader_model": str(getattr(grader, "artifact_path", "")) or "not a learned grader",
             "rubric_hashes": ", ".join(sorted(frame["rubric_hash"].dropna().unique())[:5]),
             "policy_hash": pack.content_hash,
             "behaviors": dg.MetadataValue.md(to_markdown_table(behaviors)),
@@ -107,6 +110,14 @@ def grades(
             "worst_failures": dg.MetadataValue.md(worst_failures_markdown(frame)),
         },
     )
+
+
+def trained_artifact(grader_model: pd.DataFrame | None) -> str | None:
+    """The model file a `grader_model` row names; None for the shipped default."""
+    if grader_model is None or grader_model.empty:
+        return None
+    path = grader_model["artifact_path"].iloc[0]
+    return str(path) if isinstance(path, str) and path else None
 
 
 @dg.asset(
@@ -128,7 +139,7 @@ def metrics(context: dg.AssetExecutionContext, grades: pd.DataFrame) -> dg.Outpu
         "by_category": dg.MetadataValue.md(metrics_markdown(report["category"], ["category_id"])),
     }
     if overall is not None:
-        for name in ("under_refusal", "over_refusal"):
+        for name in ("under_refusal", "harmful_compliance", "over_refusal"):
             value = overall[f"{name}_rate"]
             metadata[f"{name}_rate"] = float(value) if value == value and value is not None else None
             metadata[f"{name}_upper"] = float(overall[f"{name}_high"])

@@ -1,4 +1,5 @@
-"""A sensor that imports what annotators and adjudicators drop into campaign inboxes.
+"""Sensors of the human data loop: one imports what annotators and adjudicators drop into
+campaign inboxes, one retrains the learned grader when new gold labels are settled.
 
 Each campaign folder has `inbox/annotations/` and `inbox/adjudications/`. A new or
 changed file there requests one `human_data_job` run (annotations, agreement,
@@ -10,7 +11,11 @@ mtimes, so touching or re-copying a file triggers nothing and an edited file tri
 exactly once. A deleted file is dropped from the cursor, so putting it back counts as new. A file
 whose partition is not registered on this instance stays out of the cursor until it is.
 
-Starts STOPPED, like every sensor here: `dagster sensor start campaign_inbox_sensor`.
+`grader_model_sensor` watches `gold_set` materializations: one whose gold version the
+policy version's `grader_model` was not trained on requests `grader_model_job` for that
+policy version (the graph cannot carry this edge: gold labels are made from grades).
+
+Start STOPPED, like every sensor here: `dagster sensor start campaign_inbox_sensor`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections import defaultdict
 
 import dagster as dg
 
+from assets.materializations import latest_value
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
 from policyeval.campaigns.importing import file_sha256
 from policyeval.records import content_hash
@@ -27,7 +33,7 @@ from resources import CampaignStore
 from resources.campaigns import InboxFile
 
 from .automation import CHECKPOINT_TAG, POLICY_TAG, SENSOR_INTERVAL_S
-from .jobs import human_data_job
+from .jobs import grader_model_job, human_data_job
 
 CAMPAIGN_TAG = "policyeval/campaign"
 
@@ -92,6 +98,30 @@ def campaign_inbox_sensor(context: dg.SensorEvaluationContext, campaign_store: C
     return dg.SensorResult(run_requests=run_requests, cursor=cursor, skip_reason=skip)
 
 
-CAMPAIGN_SENSORS = [campaign_inbox_sensor]
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("gold_set"),
+    name="grader_model_sensor",
+    job=grader_model_job,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description=(
+        "A gold_set materialization with a gold version the policy version's grader_model was not trained on "
+        "requests grader_model_job for that policy version (retrain on the new labels; grades then show unsynced)."
+    ),
+)
+def grader_model_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    materialization = asset_event.asset_materialization
+    policy_key = materialization.partition if materialization else None
+    if materialization is None or not policy_key:
+        return dg.SkipReason("gold_set materialization without a partition")
+    entry = materialization.metadata.get("gold_version")
+    gold_version = str(getattr(entry, "value", "") or "")
+    if gold_version and latest_value(context.instance, "grader_model", policy_key, "gold_version") == gold_version:
+        return dg.SkipReason(f"{policy_key}: grader_model is already trained on gold version {gold_version}")
+    context.log.info(f"{policy_key}: gold version {gold_version or '(none)'} is new to grader_model")
+    return dg.RunRequest(job_name=grader_model_job.name, partition_key=policy_key, run_key=f"gold:{policy_key}:{gold_version}", tags={POLICY_TAG: policy_key})
 
-__all__ = ["CAMPAIGN_SENSORS", "CAMPAIGN_TAG", "campaign_inbox_sensor"]
+
+CAMPAIGN_SENSORS = [campaign_inbox_sensor, grader_model_sensor]
+
+__all__ = ["CAMPAIGN_SENSORS", "CAMPAIGN_TAG", "campaign_inbox_sensor", "grader_model_sensor"]

@@ -16,20 +16,27 @@ from assets.campaign_assets import (
 )
 from assets.comparison_assets import checkpoint_comparison
 from assets.evaluation_assets import grades, metrics, responses
+from assets.grader_model_assets import grader_model
 from assets.policy_assets import coverage_report, eval_set, policy
 from assets.report_assets import comparison_report, coverage_heatmap, deployment_drift, policy_diff_report, safety_report
 
-ALL_ASSETS = [policy, eval_set, coverage_report, responses, grades, metrics, checkpoint_comparison]
-# Kept apart from ALL_ASSETS: they need the `campaign_store` resource, which definitions
-# built from ALL_ASSETS alone (tests, other entry points) do not bind.
+# `grader_model` (group human_data) is here because `grades` reads it; it needs `campaign_store`.
+ALL_ASSETS = [policy, eval_set, coverage_report, grader_model, responses, grades, metrics, checkpoint_comparison]
+# Kept apart from ALL_ASSETS: the rest of the human-data loop, which definitions for the
+# evaluation chain alone (tests, other entry points) leave out.
 HUMAN_DATA_ASSETS = [labeling_guidance, labeling_campaign, annotations, annotator_agreement, adjudication_queue, gold_set, grader_validation, published_metrics]
 # Kept apart too: they need `campaign_store` and `deployment_logs`.
 REPORT_ASSETS = [safety_report, comparison_report, policy_diff_report, coverage_heatmap, deployment_drift]
 
 policy_job = dg.define_asset_job(
     "policy_version_job",
-    selection=dg.AssetSelection.assets(policy, eval_set, coverage_report),
-    description="Snapshot a policy version, generate its eval set and coverage report.",
+    selection=dg.AssetSelection.assets(policy, eval_set, coverage_report, grader_model),
+    description="Snapshot a policy version, generate its eval set and coverage report, pick its learned grader.",
+)
+grader_model_job = dg.define_asset_job(
+    "grader_model_job",
+    selection=dg.AssetSelection.assets(grader_model),
+    description="Train a policy version's learned grader on its gold set (or fall back to the shipped default).",
 )
 evaluation_job = dg.define_asset_job(
     "evaluation_job",
@@ -48,7 +55,7 @@ human_data_job = dg.define_asset_job(
     description="Import a campaign's inbox files (annotations, adjudications); agreement and the adjudication queue.",
 )
 
-ALL_JOBS = [policy_job, evaluation_job, comparison_job, human_data_job]
+ALL_JOBS = [policy_job, grader_model_job, evaluation_job, comparison_job, human_data_job]
 
 # A job has one partitions definition, so the reports run as three jobs: per policy
 # version, per policy version x checkpoint, per day of deployment traffic.

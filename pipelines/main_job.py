@@ -4,7 +4,8 @@ Registers every policy version and checkpoint as partitions, then materializes w
 stale through the code location's own jobs, so the runs, their lineage and their check
 results are in the instance that `dagster dev -w workspace.yaml` shows. A partition is
 stale when what it was last computed from (policy content hash, checkpoint manifest
-hash, sample size, generator and grader versions) differs from now; an up-to-date
+hash, sample size, generator and grader versions, the policy version's learned grader
+model, which is retrained when its gold set changes) differs from now; an up-to-date
 partition is skipped. Responses are content-addressed, so even a re-materialization
 asks the model only for requests it has never answered.
 """
@@ -24,7 +25,6 @@ from assets.materializations import latest_metadata, latest_record, latest_value
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
 from policyeval.errors import PolicyevalError
 from policyeval.generate import GENERATOR_VERSION
-from policyeval.graders import REFUSAL_GRADER_VERSION
 from policyeval.records import content_hash
 from policyeval.runs.manifest import manifest_hash
 
@@ -33,6 +33,7 @@ from .definitions import build_definitions
 from .instance import ensure_dagster_home
 
 FINGERPRINT_TAG = "policyeval/fingerprint"
+GRADER_FINGERPRINT_TAG = "policyeval/grader-fingerprint"  # gold set and training code behind grader_model
 
 
 @dataclass
@@ -42,8 +43,10 @@ class PartitionOutcome:
     skipped: bool
     model_calls: int = 0
     under_refusal: str = ""
+    harmful_compliance: str = ""
     over_refusal: str = ""
-    gate: str = ""
+    gate: str = ""  # the launch gate's verdict (policyeval.launch_gate) and what decided it
+    gate_blocked: bool = False
     failed: str = ""
 
 
@@ -60,12 +63,18 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partition_key,
     return job.execute_in_process(instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False, run_config=quiet)
 
 
-def _check_summary(result: dg.ExecuteInProcessResult) -> str:
-    evaluations = result.get_asset_check_evaluations()
-    gate = [e for e in evaluations if e.check_name == "launch_gate"]
+def _check_summary(result: dg.ExecuteInProcessResult, checkpoint_id: str) -> tuple[str, bool]:
+    """The launch gate check's verdict as the core gave it, with its reasons; and whether it blocked."""
+    gate = [e for e in result.get_asset_check_evaluations() if e.check_name == "launch_gate"]
     if not gate:
-        return ""
-    return "PASS" if gate[0].passed else f"FAIL: {gate[0].description or 'thresholds not met'}"
+        return "", False
+    evaluation = gate[0]
+    recorded = evaluation.metadata.get("verdict")
+    verdict = str(getattr(recorded, "value", recorded) or ("PASS" if evaluation.passed else "FAIL"))
+    if verdict == "PASS":
+        return verdict, not evaluation.passed
+    detail = (evaluation.description or "").removeprefix(f"{checkpoint_id}: ").removeprefix(f"{verdict}: ")
+    return f"{verdict}: {detail}" if detail else verdict, not evaluation.passed
 
 
 @click.command("run")
@@ -110,19 +119,23 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
         local_started = False
         for key, pack in sorted(versions.items()):
             policy_fp = content_hash({"policy": pack.content_hash, "generator": GENERATOR_VERSION})
+            grader_fp = _grader_model_fingerprint(defs, key)
+            grades_code_version = defs.resolve_assets_def("grades").code_versions_by_key[dg.AssetKey("grades")]
             if force or _latest_tags(instance, "eval_set", key).get(FINGERPRINT_TAG) != policy_fp:
-                result = _execute(policy_job, instance, key, {FINGERPRINT_TAG: policy_fp})
+                result = _execute(policy_job, instance, key, {FINGERPRINT_TAG: policy_fp, GRADER_FINGERPRINT_TAG: grader_fp})
                 if not result.success:
                     raise PolicyevalError(f"policy version {key}: eval set generation failed (run {result.run_id}); see `dagster dev` for the log")
                 click.echo(f"{key}: eval set generated ({latest_value(instance, 'eval_set', key, 'rows')} items)")
             else:
                 click.echo(f"{key}: eval set up to date")
+            model_hash = _ensure_grader_model(defs, instance, key, grader_fp)
 
             changed_any = False
             for checkpoint_id, manifest in sorted(manifests.items()):
                 partition = multi_key(key, checkpoint_id)
                 fp = content_hash(
-                    {"policy": policy_fp, "manifest": manifest_hash(manifest), "per_cell": per_cell, "grader": REFUSAL_GRADER_VERSION}
+                    {"policy": policy_fp, "manifest": manifest_hash(manifest), "per_cell": per_cell, "grader": grades_code_version,
+                     "grader_model": model_hash}
                 )
                 outcome = PartitionOutcome(key, checkpoint_id, skipped=True)
                 if force or _latest_tags(instance, "metrics", str(partition)).get(FINGERPRINT_TAG) != fp:
@@ -131,13 +144,14 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
                     result = _execute(evaluation_job, instance, partition, {FINGERPRINT_TAG: fp, ENDPOINT_TAG: endpoint_tag(manifest)})
                     outcome.skipped = False
                     changed_any = True
-                    outcome.gate = _check_summary(result)
-                    if not result.success and not outcome.gate.startswith("FAIL"):
+                    outcome.gate, outcome.gate_blocked = _check_summary(result, checkpoint_id)
+                    if not result.success and not outcome.gate_blocked:
                         outcome.failed = f"run {result.run_id} failed: see it in the UI"
                     outcome.model_calls = int(latest_value(instance, "responses", str(partition), "model_calls", 0) or 0)
                     _execute(safety_job, instance, partition, {})
                 metrics_meta = latest_metadata(instance, "metrics", str(partition))
                 outcome.under_refusal = _headline(metrics_meta, "under_refusal")
+                outcome.harmful_compliance = _headline(metrics_meta, "harmful_compliance")
                 outcome.over_refusal = _headline(metrics_meta, "over_refusal")
                 outcomes.append(outcome)
             if changed_any or force or not latest_record(instance, "checkpoint_comparison", key):
@@ -145,6 +159,24 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
                 _execute(reports_job, instance, key, {})
 
     _report(outcomes, started, repo)
+
+
+def _grader_model_fingerprint(defs: dg.Definitions, key: str) -> str:
+    """What `grader_model` is made from: the policy version's gold set and the training code."""
+    gold = defs.resources["campaign_store"].load_gold(key)
+    code = defs.resolve_assets_def("grader_model").code_versions_by_key[dg.AssetKey("grader_model")]
+    return content_hash({"gold": str(gold["gold_version"].iloc[0]) if gold is not None and len(gold) else None, "code": code})
+
+
+def _ensure_grader_model(defs: dg.Definitions, instance: dg.DagsterInstance, key: str, fp: str) -> str:
+    """Materialize the policy version's `grader_model` unless the run that last made it had
+    the same fingerprint (the policy job makes it too), before any `grades` read it; its artifact hash."""
+    if _latest_tags(instance, "grader_model", key).get(GRADER_FINGERPRINT_TAG) != fp:
+        result = _execute(defs.resolve_job_def("grader_model_job"), instance, key, {GRADER_FINGERPRINT_TAG: fp})
+        if not result.success:
+            raise PolicyevalError(f"policy version {key}: grader_model failed (run {result.run_id}); see `dagster dev` for the log")
+        click.echo(f"{key}: grader model {latest_value(instance, 'grader_model', key, 'note')}")
+    return str(latest_value(instance, "grader_model", key, "artifact_hash", "") or "")
 
 
 def _register(instance: dg.DagsterInstance, dimension: str, keys: list[str]) -> None:
@@ -179,10 +211,11 @@ def _report(outcomes: list[PartitionOutcome], started: float, repo) -> None:
     for o in outcomes:
         state = "up to date, skipped" if o.skipped else f"{o.model_calls} model calls"
         gate = f", launch gate {o.gate}" if o.gate else ""
-        if o.gate.startswith("FAIL"):
+        if o.gate_blocked:
             gate += " (blocking: the run is marked failed)"
         failed = f", {o.failed}" if o.failed else ""
-        click.echo(f"  {o.policy_key} x {o.checkpoint}: {state}{gate}{failed}; under-refusal {o.under_refusal}, over-refusal {o.over_refusal}")
+        click.echo(f"  {o.policy_key} x {o.checkpoint}: {state}{gate}{failed}; under-refusal {o.under_refusal}, "
+                   f"harmful compliance {o.harmful_compliance}, over-refusal {o.over_refusal}")
     data_dir = Path(os.environ.get("POLICYEVAL_DATA_DIR", "data")).resolve()
     click.echo(f"reports: {data_dir / 'reports'} (safety, comparison, policy diff, coverage; HTML and Markdown)")
     click.echo(f"data: {data_dir / 'assets'} (Parquet per asset and partition)")

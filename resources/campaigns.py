@@ -8,6 +8,8 @@ Layout under `root` (default $POLICYEVAL_DATA_DIR/campaigns, or data/campaigns):
         adjudication_queue.csv         the open queue, rewritten on every run
     _guidance/<policy_version>/        guidance.md and guidance.html of a policy version
     _gold/<policy_version>.parquet     the gold set of a policy version
+    _grader_models/<policy_version>/<sha256>.json
+                                       learned graders trained on that gold set, by content hash
 
 Campaign ids start with a letter or digit, so the `_` folders never collide with one.
 A campaign belongs to one policy version x checkpoint partition; the partition is read
@@ -117,6 +119,21 @@ class CampaignStore(dg.ConfigurableResource):
         """The gold set of a policy version, or None when none was assembled yet."""
         path = self.gold_path(policy_version)
         return read_gold_set(path) if path.is_file() else None
+
+    def grader_models_dir(self, policy_version: str) -> Path:
+        return self.root_dir() / "_grader_models" / safe_key(policy_version)
+
+    def grader_model_path(self, policy_version: str, artifact_hash: str) -> Path:
+        return self.grader_models_dir(policy_version) / f"{artifact_hash}.json"
+
+    def find_grader_model(self, policy_version: str, grader_version: str) -> Path | None:
+        """The trained model of a policy version whose hash starts with `grader_version`
+        (what a grades row records), or None (e.g. the shipped default made those grades)."""
+        folder = self.grader_models_dir(policy_version)
+        if not grader_version or not folder.is_dir():
+            return None
+        found = sorted(folder.glob(f"{safe_key(grader_version)}*.json"))
+        return found[0] if found else None
 
     # -- what is there
 

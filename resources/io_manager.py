@@ -59,7 +59,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         write_parquet(obj, path, schema)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), "rows": len(obj)})
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame] | None:
         upstream = context.upstream_output
         asset_key = context.asset_key
         if context.has_asset_partitions:
@@ -67,7 +67,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             if not (context.definition_metadata or {}).get("all_partitions"):
                 if len(keys) != 1:
                     raise dg.DagsterInvariantViolationError(f"{asset_key.to_user_string()}: expected one partition, got {len(keys)}")
-                return read_parquet(self.path_for(asset_key, self._partition(upstream, keys[0])))
+                path = self.path_for(asset_key, self._partition(upstream, keys[0]))
+                if not path.exists() and (context.definition_metadata or {}).get("optional"):
+                    return None  # an input marked optional=True is None until its partition is materialized
+                return read_parquet(path)
             frames = {}  # an input marked all_partitions=True gets every mapped partition
             for key in keys:
                 path = self.path_for(asset_key, self._partition(upstream, key))

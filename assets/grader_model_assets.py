@@ -1,0 +1,128 @@
+"""The learned grader a policy version's grades use: the shipped default, or one trained on
+the policy version's gold set.
+
+```
+grader_model ─ grades ─ labeling_campaign ─ annotations ─ gold_set     policy version -> ... x checkpoint
+     ^                                                        |
+     └──────────── read through the campaign store ───────────┘
+```
+
+Gold labels are made from grades and a grader is trained from gold labels: a feedback
+loop, which an asset graph (acyclic by definition) cannot hold as an edge, neither as an
+input nor as a `deps` entry; Dagster rejects the cycle. So `grader_model` reads the gold
+set through the campaign store, which also makes a policy version nobody has labeled yet
+work without any human-data asset materialized: no gold set means the shipped default.
+The loop is closed over time instead: `grader_model_sensor` requests `grader_model_job`
+when a `gold_set` materialization carries a gold version the grader was not trained on,
+and `policyeval run` retrains when the gold version changed. The metadata links
+`gold_set` and names the gold version it used.
+
+The data version is the artifact's content hash, so the same gold trains the same bytes
+and nothing downstream changes, while new labels retrain, regrade and recompute the metrics.
+"""
+
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from policyeval.graders import grader_code_version
+from policyeval.graders.gold_training import (
+    GOLD_TRAINING_VERSION,
+    GoldColumns,
+    GoldSplit,
+    gold_examples,
+    heldout_validation,
+    train_from_gold,
+    untrainable_reason,
+)
+from policyeval.graders.learned import LearnedGrader
+from policyeval.stats import to_markdown_table
+from policyeval.stats.intervals import format_rate
+from policyeval.validation import GraderValidation
+from resources import CampaignStore, PolicyRepository
+
+from .campaign_assets import GROUP, OWNERS
+from .partitions import policy_versions
+
+SHIPPED = "shipped"
+GOLD = "gold"
+GRADER_MODEL_COLUMNS = ["policy_version", "source", "artifact_path", "artifact_hash", "grader_version", "gold_version",
+                        "gold_rows", "train_rows", "heldout_rows", "note"]
+
+
+@dg.asset(
+    partitions_def=policy_versions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"json", "scikitlearn"},
+    code_version=f"gold-training-{GOLD_TRAINING_VERSION}+{grader_code_version('learned')}",
+    description=(
+        "The learned grader `grades` uses for this policy version. With enough gold labels in the campaign store (at "
+        "least 20, two behaviors): trained on the shipped labeled rows plus 70% of the gold items (by item-id hash), "
+        "scored on the other 30% beside the shipped default; otherwise the shipped default. The gold set is read, not "
+        "an input: gold labels are made from grades, a loop the graph cannot hold (grader_model_sensor closes it). "
+        "Its data version is the model's content hash."
+    ),
+)
+def grader_model(context: dg.AssetExecutionContext, policy_repository: PolicyRepository,
+                 campaign_store: CampaignStore) -> dg.Output[pd.DataFrame]:
+    policy_key = context.partition_key
+    pack = policy_repository.load(policy_key)
+    gold_path = campaign_store.gold_path(policy_key)
+    gold = campaign_store.load_gold(policy_key)
+    examples = gold_examples(gold, GoldColumns.of_gold_set(gold), source=gold_path) if gold is not None else []
+    gold_version = str(gold["gold_version"].iloc[0]) if gold is not None and len(gold) else ""
+    reason = untrainable_reason(examples) if gold is not None else f"no gold set for this policy version (expected {gold_path})"
+    row: dict[str, Any] = {"policy_version": policy_key, "gold_version": gold_version, "gold_rows": len(examples)}
+    metadata: dict[str, Any] = {"gold_rows": len(examples), "gold_version": gold_version,
+                                "gold_path": dg.MetadataValue.path(str(gold_path)),
+                                "gold_set": dg.MetadataValue.asset(dg.AssetKey("gold_set"))}
+
+    if reason is not None:
+        default = LearnedGrader()
+        digest = default.artifact.content_hash
+        row.update(source=SHIPPED, artifact_path="", artifact_hash=digest, grader_version=default.version,
+                   train_rows=0, heldout_rows=0, note=f"shipped default: {reason}")
+        metadata.update(source=SHIPPED, note=row["note"], artifact_path=dg.MetadataValue.path(str(default.artifact_path)))
+    else:
+        artifact, heldout = train_from_gold(examples, provenance={"policy_version": policy_key, "gold_version": gold_version})
+        digest = artifact.content_hash
+        path = campaign_store.grader_model_path(policy_key, digest)
+        if not path.is_file():
+            artifact.write(path)
+        info = artifact.provenance["gold"]
+        trained = LearnedGrader(path, pack=pack)
+        row.update(source=GOLD, artifact_path=str(path), artifact_hash=digest, grader_version=trained.version,
+                   train_rows=info["train_rows"], heldout_rows=info["heldout_rows"],
+                   note=f"trained on the shipped rows and {info['train_rows']} gold rows (x{info['weight']})")
+        metadata.update(source=GOLD, note=row["note"], artifact_path=dg.MetadataValue.path(str(path)),
+                        train_rows=info["train_rows"], heldout_rows=info["heldout_rows"],
+                        heldout_fraction=GoldSplit().heldout_fraction, gold_weight=info["weight"])
+        if heldout:
+            labels = list(pack.behaviors)
+            mine = heldout_validation(heldout, trained, labels, pack)
+            shipped = heldout_validation(heldout, LearnedGrader(pack=pack), labels, pack)
+            metadata.update(_figures("heldout", mine))
+            metadata.update(_figures("shipped_heldout", shipped))
+            metadata["heldout_vs_shipped"] = dg.MetadataValue.md(_comparison_markdown(
+                {f"trained learned@{trained.version}": mine, f"shipped learned@{LearnedGrader().version}": shipped}))
+    metadata.update(artifact_hash=digest, grader_version=row["grader_version"])
+    return dg.Output(
+        pd.DataFrame([row], columns=GRADER_MODEL_COLUMNS),
+        data_version=dg.DataVersion(digest),
+        metadata={k: v for k, v in metadata.items() if v is not None},
+    )
+
+
+def _figures(prefix: str, validation: GraderValidation) -> dict[str, Any]:
+    return {f"{prefix}_items": validation.n_items, f"{prefix}_accuracy": validation.accuracy,
+            f"{prefix}_kappa": validation.cohen_kappa}
+
+
+def _comparison_markdown(validations: dict[str, GraderValidation]) -> str:
+    rows = [{"grader": name,
+             "accuracy": format_rate(v.n_correct, v.n_items, v.accuracy, v.accuracy_low, v.accuracy_high),
+             "kappa": "undefined" if v.cohen_kappa is None else f"{v.cohen_kappa:.3f}"}
+            for name, v in validations.items()]
+    return to_markdown_table(pd.DataFrame(rows))
