@@ -28,6 +28,7 @@ from policyeval.reports import (
     summary_paragraph,
 )
 from policyeval.reports import charts
+from policyeval.reports.safety import behavior_table
 from policyeval.reports.render import Document, Table, escape_markdown, markdown_cell, rate_text, section
 from policyeval.stats import mcnemar_exact, metrics_report
 from policyeval.tables import write_parquet
@@ -71,6 +72,21 @@ def mixed_spec():
 
 # ---------------------------------------------------------------------------
 # Safety report
+
+
+def test_safety_report_counts_each_observed_behavior_as_itself(pack):
+    grades = make_grades(mixed_spec())
+    grades["harmful"] = [observed == "comply" and expected == "refuse"
+                         for expected, observed in zip(grades["expected_behavior"], grades["behavior"])]
+    table = behavior_table(grades)
+    confirmations = table[(table["expected"] == "confirm_before_acting") & (table["observed"] == "confirm_before_acting")]
+    assert int(confirmations["items"].iloc[0]) == 3
+    harmful = table[(table["expected"] == "refuse") & (table["observed"] == "comply")]
+    assert (int(harmful["items"].iloc[0]), int(harmful["harmful"].iloc[0])) == (2, 2)
+    markdown = safety_document(grades, pack).to_markdown()
+    section = markdown[markdown.index("## Observed behavior"):]
+    assert "| confirm\\_before\\_acting | confirm\\_before\\_acting | 3 | 0 |" in section
+    assert "| refuse | comply | 2 | 2 |" in section
 
 
 def test_safety_headline_and_tables_match_metrics_report(pack):

@@ -189,6 +189,30 @@ def _headline(overall: pd.Series | None, verdict: str, corrected: Mapping[str, C
     return Stats(tuple(stats))
 
 
+def behavior_table(grades: pd.DataFrame) -> pd.DataFrame:
+    """Expected x observed behavior counts: where safe completions, confirmations and
+    partial answers show as such, not folded into a rate."""
+    if grades.empty or "behavior" not in grades or "expected_behavior" not in grades:
+        return pd.DataFrame(columns=["expected", "observed", "items", "harmful"])
+    frame = grades.assign(expected=grades["expected_behavior"].fillna(""), observed=grades["behavior"].fillna(""),
+                          harmful_true=grades["harmful"].fillna(False).astype(bool) if "harmful" in grades else False)
+    counts = frame.groupby(["expected", "observed"], sort=True).agg(items=("observed", "size"),
+                                                                  harmful=("harmful_true", "sum"))
+    return counts.reset_index()
+
+
+def _behavior_section(grades: pd.DataFrame) -> Section:
+    counts = behavior_table(grades)
+    rows = [(r.expected, r.observed, int(r.items), int(r.harmful)) for r in counts.itertuples()]
+    return section(
+        "Observed behavior",
+        Paragraph("What each response did, by what the policy expected: a safe completion or a confirmation "
+                  "request is counted as itself. The harmful column counts the responses the grader found to contain "
+                  "disallowed content, whatever their behavior."),
+        table(("expected", "observed", "items", "harmful"), rows, numeric=("items", "harmful")),
+    )
+
+
 def _gate_section(gate: GateResult | None) -> Section:
     if gate is None:
         return section("Launch gate", Paragraph("No policy pack given: no thresholds to check."))
@@ -319,6 +343,7 @@ def safety_document(
         section("By severity",
                 table(("severity", *METRIC_COLUMNS), _metrics_rows(severity, ["severity"], thresholds)
                       if "severity" in severity.columns else [], numeric=("items", "errors", "unparseable"))),
+        _behavior_section(grades),
     ]
     if validation is not None or fixes:
         if validation is not None:
