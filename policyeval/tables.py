@@ -7,6 +7,7 @@ leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +18,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError
+
+
+def is_blank(value: Any) -> bool:
+    """A cell with nothing in it: None, NA, NaN, or only white space."""
+    if value is None or value is pd.NA:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

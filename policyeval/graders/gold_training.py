@@ -33,7 +33,6 @@ breadth of the first and adds the second.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -43,6 +42,7 @@ import pandas as pd
 from ..errors import InputError, PolicyevalError
 from ..policy.model import PolicyPack
 from ..records import COMPLY, PARTIAL, REFUSE, content_hash
+from ..tables import is_blank
 from ..validation import GraderValidation, validate_grader
 from .base import Grader
 from .linear_model import GraderArtifact
@@ -103,21 +103,13 @@ class GoldExample:
             harmful=self.harmful, harmful_request=True if self.harmful else None)
 
 
-def _missing(value: Any) -> bool:
-    if value is None or value is pd.NA:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
-
-
 def _where(source: object, row: int) -> str:
     header = " after the header" if str(source).lower().endswith(".csv") else ""
     return f"data row {row} (1 = first row{header})"
 
 
 def _harmful(value: Any, source: object, row: int, column: str) -> bool | None:
-    if _missing(value):
+    if is_blank(value):
         return None
     if isinstance(value, bool):
         return value
@@ -149,14 +141,14 @@ def gold_examples(frame: pd.DataFrame, columns: GoldColumns = GoldColumns(), *, 
     out: list[GoldExample] = []
     for i, record in enumerate(frame.to_dict("records")):
         row = i + 1
-        if _missing(cells[i]):
+        if is_blank(cells[i]):
             continue
         response = record[columns.response]
-        if _missing(response):
+        if is_blank(response):
             raise InputError(source, f"{_where(source, row)}: empty {columns.response}; a label needs the response it judges")
-        prompt = "" if _missing(record[columns.prompt]) else str(record[columns.prompt])
+        prompt = "" if is_blank(record[columns.prompt]) else str(record[columns.prompt])
         if columns.item_id:
-            if _missing(record[columns.item_id]):
+            if is_blank(record[columns.item_id]):
                 raise InputError(source, f"{_where(source, row)}: empty {columns.item_id}")
             item_id = str(record[columns.item_id]).strip()
         else:
@@ -164,7 +156,7 @@ def gold_examples(frame: pd.DataFrame, columns: GoldColumns = GoldColumns(), *, 
         out.append(GoldExample(
             item_id=item_id, prompt=prompt, response=str(response), label=str(cells[i]).strip(),
             harmful=_harmful(record[columns.harmful], source, row, columns.harmful) if columns.harmful else None,
-            category_id=None if category is None or _missing(record[category]) else str(record[category]),
+            category_id=None if category is None or is_blank(record[category]) else str(record[category]),
             row=row))
     return out
 

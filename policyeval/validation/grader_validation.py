@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
+from ..tables import is_blank
 from ..errors import PolicyevalError
 from ..records import COMPLY, ERROR, NON_VERDICTS, PARTIAL, REFUSE, SAFE_COMPLETE, UNPARSEABLE
 from ..stats.intervals import Rate, rate
@@ -147,7 +148,7 @@ def validate_grader(
     if categories is not None and len(categories) != len(truth):
         raise ValueError(f"{len(categories)} categories but {len(truth)} human labels")
 
-    kept = [i for i, t in enumerate(truth) if not _missing(t)]
+    kept = [i for i, t in enumerate(truth) if not is_blank(t)]
     y_true = [str(truth[i]).strip() for i in kept]
     y_pred = [str(predicted[i]) for i in kept]
     label_set = _label_set(y_true, y_pred, labels)
@@ -163,7 +164,7 @@ def validate_grader(
     if categories is not None:
         groups: dict[str, list[int]] = {}
         for j, i in enumerate(kept):
-            key = NO_CATEGORY if _missing(categories[i]) else str(categories[i])
+            key = NO_CATEGORY if is_blank(categories[i]) else str(categories[i])
             groups.setdefault(key, []).append(j)
         per_category = tuple(
             _category_agreement(key, [y_true[j] for j in idx], [y_pred[j] for j in idx])
@@ -238,14 +239,6 @@ def _kappa(truth: list[str], predicted: list[str]) -> float | None:
         warnings.simplefilter("ignore")
         value = float(cohen_kappa_score(truth, predicted))
     return value if math.isfinite(value) else None
-
-
-def _missing(value: Any) -> bool:
-    if value is None or value is pd.NA:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
 
 
 def _rate_dict(r: Rate) -> dict[str, Any]:
