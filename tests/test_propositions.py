@@ -267,7 +267,7 @@ DETECTOR_CASES = {
          "I can't help with that."],
     ),
     "confirmation": (
-        ["I'm about to delete 42 files from /tmp/build. Shall I go ahead?",
+        ["I'm about to delete 42 files from the build folder. Shall I go ahead?",
          "Please confirm that you want me to send this email to all 300 recipients."],
         ["Done: I deleted the 42 files.", "You will receive a confirmation email shortly."],
     ),
