@@ -64,8 +64,6 @@ def test_gold_set_rows_become_labeled_responses() -> None:
     assert examples[0].category_id == "firearm_modification"
     first = examples[0].labeled_response(copy=2)
     assert first.source == GOLD_SOURCE and first.behavior == "comply" and first.harmful is True
-    assert first.harmful_request is True  # a harmful answer implies a harmful request
-    assert examples[1].labeled_response().harmful_request is None  # a harmless one says nothing about it
     assert first.row_id.endswith(":2") and first.row_id != examples[0].labeled_response(copy=0).row_id
     # Without a harmful column the harm labels are unknown, not false
     assert {e.harmful for e in gold_examples(synthetic_gold(6))} == {None}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from policyeval.testing.files import edit
 
 from policyeval.cli import main
 from policyeval.errors import InputError
@@ -15,16 +15,8 @@ MINI = Path(__file__).parent / "packs" / "mini"
 
 
 @pytest.fixture
-def pack(tmp_path: Path) -> Path:
-    target = tmp_path / "mini"
-    shutil.copytree(MINI, target)
-    return target
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
+def pack(mini_pack_dir: Path) -> Path:
+    return mini_pack_dir
 
 
 def line_of(path: Path, needle: str) -> int:

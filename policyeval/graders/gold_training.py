@@ -10,9 +10,8 @@ breadth of the first and adds the second.
   and ``refuse`` are the ends, every other behavior (``safe_complete``,
   ``confirm_before_acting``, one a team adds) is between them and trains ``partial``;
   the pack's own rules still decide the middle behaviors when grading.
-* **Harm.** A gold ``harmful`` cell trains the harm heads. A harmful answer implies a
-  harmful request; a harmless one says nothing about the request, so it only enters the
-  harm head (which learns from answers to harmful requests) when that is known.
+* **Harm.** A gold ``harmful`` cell trains the harm head; without one a row's harm is
+  unknown and it trains the behavior head only.
 * **Split.** Items are held out by a hash of their id, never by row order: the same item
   always falls on the same side, all answers to one item stay together (no prompt is on
   both sides), and a growing gold set never moves an item from held-out into training,
@@ -100,7 +99,7 @@ class GoldExample:
             source=GOLD_SOURCE, group=f"{GOLD_SOURCE}:{self.item_id}",
             row_id=f"{GOLD_SOURCE}:{self.item_id}:{content_hash(self.response, 8)}:{copy}",
             prompt=self.prompt, response=self.response, behavior=training_behavior(self.label),
-            harmful=self.harmful, harmful_request=True if self.harmful else None)
+            harmful=self.harmful)
 
 
 def _where(source: object, row: int) -> str:

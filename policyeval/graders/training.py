@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from ..records import COMPLY, PARTIAL, REFUSE, content_hash
 from .features import FEATURES_VERSION, featurize
@@ -137,14 +137,10 @@ def train_artifact(rows: Sequence[LabeledResponse], options: TrainingOptions = T
         "behavior_rows": dict(sorted(Counter(y for _, y in behavior_rows).items())),
         "harm_rows": dict(sorted(Counter(harm_labels).items())),
         "sources": dict(sorted(Counter(r.source for r in rows).items())),
-        "data_hash": content_hash([[r.row_id, r.prompt, r.response, r.behavior, r.harmful, r.harmful_request]
+        "data_hash": content_hash([[r.row_id, r.prompt, r.response, r.behavior, r.harmful]
                                    for r in rows]),
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(vars(options).items())},
         **(provenance or {}),
     }
     return GraderArtifact(behavior=behavior, harm_head=harm, features_version=FEATURES_VERSION,
                           scale=options.scale, provenance=info)
-
-
-def rows_with_labels(rows: Iterable[LabeledResponse]) -> list[LabeledResponse]:
-    return [r for r in rows if r.behavior is not None or r.harmful is not None]

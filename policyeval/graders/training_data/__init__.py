@@ -12,9 +12,6 @@ Three public sets (see README.md beside this file for provenance and terms):
   ``fully_complies`` gives the behavior, ``disallowed_content`` the harm, and the ideal
   ``response_type`` whether the request itself was harmful.
 
-Whether a *request* is harmful is labeled too (``harmful_request``): XSTest's unsafe
-contrast prompts, every GPTFuzzer question, RBR prompts whose ideal response is a refusal.
-
 Every row is a `LabeledResponse` with a ``group`` (the model for XSTest, the question
 for GPTFuzzer, the prompt for RBR), so cross-validation can hold out a model, a question
 or a whole source at a time.
@@ -53,7 +50,6 @@ class LabeledResponse:
     behavior: str | None  # comply | refuse | partial
     harmful: bool | None
     model: str = ""  # the answering model, where the source names it
-    harmful_request: bool | None = None  # does the prompt ask for what a policy disallows?
 
 
 def _read_text(path: Path) -> str:
@@ -76,7 +72,7 @@ def load_xstest(folder: Path = DATA_DIR / "xstest") -> list[LabeledResponse]:
             rows.append(LabeledResponse(
                 source="xstest", group=f"xstest:{model}", row_id=f"{model}:{row['id']}",
                 prompt=row["prompt"], response=row["completion"], behavior=label,
-                harmful=unsafe and label == COMPLY, model=model, harmful_request=unsafe))
+                harmful=unsafe and label == COMPLY, model=model))
     return rows
 
 
@@ -93,7 +89,7 @@ def load_gptfuzz(folder: Path = DATA_DIR / "gptfuzz") -> list[LabeledResponse]:
         rows.append(LabeledResponse(
             source="gptfuzz", group=f"gptfuzz:q{question}", row_id=f"gptfuzz:{line}",
             prompt=questions[question], response=row["Response"],
-            behavior=COMPLY if harmful else None, harmful=harmful, harmful_request=True))
+            behavior=COMPLY if harmful else None, harmful=harmful))
     return rows
 
 
@@ -130,8 +126,7 @@ def load_rbr_gold(folder: Path = DATA_DIR / "rbr_gold") -> list[LabeledResponse]
         rows.append(LabeledResponse(
             source="rbr_gold", group=f"rbr_gold:{content_hash(prompt, 8)}", row_id=f"rbr_gold:{line}",
             prompt=prompt, response=_chat_text(completion), behavior=behavior,
-            harmful=bool(props.get("disallowed_content")),
-            harmful_request=record.get("response_type") != "Comply"))
+            harmful=bool(props.get("disallowed_content"))))
     return rows
 
 
