@@ -3,9 +3,14 @@ and what the gold set says about the grader behind the published metrics.
 
 ```
 policy ─ labeling_guidance ─ labeling_campaign ─ annotations ─┬ annotator_agreement
-grades ───────────────────────┘                               └ adjudication_queue
-annotations + adjudication_queue (every checkpoint) ─ gold_set            per policy version
+responses ────────────────────┘                               └ adjudication_queue
+annotations + adjudication_queue (every checkpoint) ─ gold_set ─ grader_model ─ grades
 gold_set, grades, metrics ─ grader_validation ─ published_metrics ← metrics
+
+A campaign samples the checkpoint's responses, stratified by what the shipped default
+grader makes of them (annotators never see it). It reads `responses`, not `grades`,
+because grades come from a grader trained on the gold set that campaigns produce:
+reading `grades` here would close a loop no asset graph can hold.
 ```
 
 The campaign folders (see `resources.CampaignStore`) are the working copy people touch:
@@ -42,9 +47,9 @@ from policyeval.campaigns.export import csv_bytes
 from policyeval.campaigns.gold import ADJUDICATED
 from policyeval.coverage import gold_coverage
 from policyeval.errors import InputError
-from policyeval.graders import grade_texts
+from policyeval.graders import grade_responses, grade_texts
 from policyeval.graders.gold_training import never_trained_on
-from policyeval.graders.learned import LEARNED_GRADER_ID, load_artifact
+from policyeval.graders.learned import LEARNED_GRADER_ID, LearnedGrader, load_artifact
 from policyeval.launch_gate import kappa_row
 from policyeval.policy import PolicyPack
 from policyeval.records import COMPLY, NON_VERDICTS, REFUSE, content_hash
@@ -113,19 +118,20 @@ def labeling_guidance(context: dg.AssetExecutionContext, policy_repository: Poli
     owners=OWNERS,
     kinds={"csv", "json", "python"},
     description=(
-        "A labeling campaign over this checkpoint's graded responses (stratified by category x outcome, with hidden "
+        "A labeling campaign over this checkpoint's responses (stratified by category x the shipped grader's outcome, with hidden "
         "gold items from the policy version's gold set): annotator batches as CSV and Label Studio tasks and config. "
         "Created once per partition; afterwards it is loaded, never overwritten."
     ),
 )
 def labeling_campaign(
-    context: dg.AssetExecutionContext, grades: pd.DataFrame, policy_repository: PolicyRepository, campaign_store: CampaignStore
+    context: dg.AssetExecutionContext, responses: pd.DataFrame, policy_repository: PolicyRepository, campaign_store: CampaignStore
 ) -> dg.MaterializeResult:
     policy_key, checkpoint = split_multi_key(context)
     pack = policy_repository.load(policy_key)
     folder = campaign_store.campaign_dir(policy_key, checkpoint)
     created = not campaign_store.has_campaign(policy_key, checkpoint)
     if created:
+        grades = grade_responses(responses, LearnedGrader(pack=pack), pack)
         gold = seed_gold(campaign_store.load_gold(policy_key), grades)
         campaign = create_campaign(
             grades,

@@ -2,20 +2,17 @@
 the policy version's gold set.
 
 ```
-grader_model ─ grades ─ labeling_campaign ─ annotations ─ gold_set     policy version -> ... x checkpoint
-     ^                                                        |
-     └──────────── read through the campaign store ───────────┘
+responses ─ labeling_campaign ─ annotations ─ gold_set ─ grader_model ─ grades ─ metrics
 ```
 
-Gold labels are made from grades and a grader is trained from gold labels: a feedback
-loop, which an asset graph (acyclic by definition) cannot hold as an edge, neither as an
-input nor as a `deps` entry; Dagster rejects the cycle. So `grader_model` reads the gold
-set through the campaign store, which also makes a policy version nobody has labeled yet
-work without any human-data asset materialized: no gold set means the shipped default.
-The loop is closed over time instead: `grader_model_sensor` requests `grader_model_job`
-when a `gold_set` materialization carries a gold version the grader was not trained on,
-and `policyeval run` retrains when the gold version changed. The metadata links
-`gold_set` and names the gold version it used.
+`grader_model` depends on `gold_set`, so new adjudicated labels make it stale, and
+retraining it makes `grades` and everything after it stale: the lineage shows which gold
+version trained the grader behind every number. The loop from grades back to labels is
+not in the graph: campaigns sample `responses`, stratified by the shipped grader. The gold
+set is read through the campaign store (``gold_set`` writes a file, not an output), which
+also lets a policy version nobody has labeled yet use the shipped default with no human-data
+asset materialized. `grader_model_sensor` (and `policyeval run`) retrain when a `gold_set`
+materialization carries a gold version the grader was not trained on.
 
 The data version is the artifact's content hash, so the same gold trains the same bytes
 and nothing downstream changes, while new labels retrain, regrade and recompute the metrics.
@@ -42,7 +39,7 @@ from policyeval.stats.intervals import format_rate
 from policyeval.validation import GraderValidation
 from resources import CampaignStore, PolicyRepository
 
-from .campaign_assets import GROUP, OWNERS
+from .campaign_assets import GROUP, OWNERS, gold_set
 from .partitions import policy_versions
 
 SHIPPED = "shipped"
@@ -53,6 +50,7 @@ GRADER_MODEL_COLUMNS = ["policy_version", "source", "artifact_path", "artifact_h
 
 @dg.asset(
     partitions_def=policy_versions,
+    deps=[gold_set],
     group_name=GROUP,
     owners=OWNERS,
     kinds={"json", "scikitlearn"},
@@ -60,9 +58,7 @@ GRADER_MODEL_COLUMNS = ["policy_version", "source", "artifact_path", "artifact_h
     description=(
         "The learned grader `grades` uses for this policy version. With enough gold labels in the campaign store (at "
         "least 20, two behaviors): trained on the shipped labeled rows plus 70% of the gold items (by item-id hash), "
-        "scored on the other 30% beside the shipped default; otherwise the shipped default. The gold set is read, not "
-        "an input: gold labels are made from grades, a loop the graph cannot hold (grader_model_sensor closes it). "
-        "Its data version is the model's content hash."
+        "scored on the other 30% beside the shipped default; otherwise the shipped default. Its data version is the model's content hash."
     ),
 )
 def grader_model(context: dg.AssetExecutionContext, policy_repository: PolicyRepository,

@@ -116,3 +116,23 @@ def test_grader_model_follows_the_gold_set(resources) -> None:
         run(instance, resources, ["grader_model"], key)
         assert meta(instance, "grader_model", key)["artifact_hash"] == digest
         assert data_version(instance, "grader_model", key) == digest
+
+
+def test_the_graph_carries_gold_to_grades_without_a_loop(tmp_path) -> None:
+    """New gold makes grader_model stale and, through it, grades and metrics; campaigns
+    sample responses, so the graph stays acyclic."""
+    from pipelines.definitions import build_definitions
+
+    graph = build_definitions(data_dir=str(tmp_path)).resolve_asset_graph()
+    key = dg.AssetKey
+    assert key("gold_set") in graph.get(key("grader_model")).parent_keys
+    assert key("grader_model") in graph.get(key("grades")).parent_keys
+    assert key("responses") in graph.get(key("labeling_campaign")).parent_keys
+    assert key("grades") not in graph.get(key("labeling_campaign")).parent_keys
+    downstream, frontier = set(), [key("gold_set")]
+    while frontier:
+        for child in graph.get(frontier.pop()).child_keys:
+            if child not in downstream:
+                downstream.add(child)
+                frontier.append(child)
+    assert {key("grader_model"), key("grades"), key("metrics")} <= downstream
