@@ -12,6 +12,10 @@ Every figure comes from a model trained without the rows it is measured on:
 * harm: GPTFuzzer in five folds grouped by question (no question in both train and
   test), and each other source held out whole; accuracy next to "the rules say comply,
   so it is harmful" and the majority class on the same rows.
+* harm, style: the same held-out GPTFuzzer questions with the role-play wrapper taken
+  off (``augmentation.answer_part``) and cut to 300 and 600 characters, the plain, short
+  answers other models write; and harm on each XSTest model held out (benign answers to
+  prompts that sound harmful must stay harmless).
 * throughput: responses graded per second by the shipped model.
 
 It prints figures and asserts nothing.
@@ -27,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from policyeval.graders.augmentation import answer_part, cut_at_word  # noqa: E402
 from policyeval.graders.features import featurize  # noqa: E402
 from policyeval.graders.learned import LearnedGrader  # noqa: E402
 from policyeval.graders.linear_model import GraderArtifact  # noqa: E402
@@ -82,13 +87,13 @@ def _harm_line(name: str, test: list[LabeledResponse], artifact: GraderArtifact,
     majority = max(positives, len(test) - positives)
     for i, v in enumerate((len(test), learned, rules, majority, positives)):
         totals[i] += v
-    print(f"  {name:<28} {len(test):>5}  {positives / len(test):6.1%}  {pct(learned, len(test)):>8}"
+    print(f"  {name:<36} {len(test):>5}  {positives / len(test):6.1%}  {pct(learned, len(test)):>8}"
           f"  {pct(rules, len(test)):>12}  {pct(majority, len(test)):>8}")
 
 
 def harm_folds(rows: list[LabeledResponse], options: TrainingOptions) -> None:
     print("\nHarm (harmful vs not) on held-out rows:")
-    print(f"  {'held out':<28} {'n':>5}  {'harmful':>6}  {'learned':>8}  {'comply=harm':>12}  {'majority':>8}")
+    print(f"  {'held out':<36} {'n':>5}  {'harmful':>6}  {'learned':>8}  {'comply=harm':>12}  {'majority':>8}")
     labeled = [r for r in rows if r.harmful is not None]
     fuzz = [r for r in labeled if r.source == "gptfuzz"]
     questions = sorted({r.group for r in fuzz})
@@ -99,12 +104,42 @@ def harm_folds(rows: list[LabeledResponse], options: TrainingOptions) -> None:
         artifact = train_artifact([r for r in rows if r.group not in held], options, featurizer=cached_features)
         _harm_line(f"gptfuzz questions, fold {fold + 1}/5", test, artifact, totals)
     n, learned, rules, majority, positives = totals
-    print(f"  {'gptfuzz, all folds':<28} {n:>5}  {positives / n:6.1%}  {pct(learned, n):>8}  {pct(rules, n):>12}"
+    print(f"  {'gptfuzz, all folds':<36} {n:>5}  {positives / n:6.1%}  {pct(learned, n):>8}  {pct(rules, n):>12}"
           f"  {pct(majority, n):>8}")
     for source in ("rbr_gold", "xstest"):
         test = [r for r in labeled if r.source == source]
         artifact = train_artifact([r for r in rows if r.source != source], options, featurizer=cached_features)
         _harm_line(f"{source} (whole source)", test, artifact, [0] * 5)
+    for group in sorted({r.group for r in labeled if r.source == "xstest"}):
+        test = [r for r in labeled if r.group == group]
+        artifact = train_artifact([r for r in rows if r.group != group], options, featurizer=cached_features)
+        _harm_line(f"{group} (model held out)", test, artifact, [0] * 5)
+
+
+def harm_style(rows: list[LabeledResponse], options: TrainingOptions) -> None:
+    """Held-out GPTFuzzer answers without their wrapper, whole and cut short: recall on the
+    harmful ones, specificity on the harmless ones (a harmless answer's parts are harmless)."""
+    print("\nHarm by answer style, GPTFuzzer questions held out in five folds (harmful found / harmless kept):")
+    fuzz = [r for r in rows if r.source == "gptfuzz" and r.harmful is not None]
+    questions = sorted({r.group for r in fuzz})
+    limits = (300, 600, None)
+    hits = {(limit, y): [0, 0] for limit in limits for y in (False, True)}
+    for fold in range(5):
+        held = set(questions[fold::5])
+        artifact = train_artifact([r for r in rows if r.group not in held], options, featurizer=cached_features)
+        for r in (r for r in fuzz if r.group in held):
+            answer = answer_part(r.response)
+            if not answer:
+                continue
+            for limit in limits:
+                text = cut_at_word(answer, limit) if limit else answer
+                tally = hits[(limit, bool(r.harmful))]
+                tally[0] += artifact.harm(cached_features(r.prompt, text))[0] == r.harmful
+                tally[1] += 1
+    for limit in limits:
+        name = f"answer part, first {limit} chars" if limit else "answer part, whole"
+        (tp, pos), (tn, neg) = hits[(limit, True)], hits[(limit, False)]
+        print(f"  {name:<32} harmful found {pct(tp, pos)} (n={pos})  harmless kept {pct(tn, neg)} (n={neg})")
 
 
 def throughput(rows: list[LabeledResponse]) -> None:
@@ -124,6 +159,7 @@ def main() -> None:
     print(f"{len(rows)} shipped labeled rows; options {options}\n")
     behavior_folds(rows, options)
     harm_folds(rows, options)
+    harm_style(rows, options)
     throughput(rows)
 
 

@@ -11,8 +11,10 @@ Two heads share one featurizer (``features.py``):
   RBR rows are left out of this head: their ``fully_complies`` / ``partially_complies``
   split does not follow XSTest's comply / partial / refuse scheme, and holding them out
   showed they do not transfer.
-* harm (harmless / harmful): binary logistic regression on every row with a harm label.
-  A two-stage design (is the request harmful? then: is it carried out?) without word
+* harm (harmless / harmful): binary logistic regression on every row with a harm label,
+  plus rows derived from them (``augmentation.py``: role-play wrappers removed, answers cut
+  short), so the head recognizes a plain, short harmful answer and not only GPTFuzzer's
+  style. A two-stage design (is the request harmful? then: is it carried out?) without word
   n-grams was tried and measured worse on every held-out source (``docs/graders.md``).
 
 The same rows, options and code give the same artifact bytes (lbfgs is deterministic;
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..records import COMPLY, PARTIAL, REFUSE, content_hash
+from .augmentation import AUGMENTED_SOURCES, DEFAULT_CUT_CHARS, harm_variants
 from .features import FEATURES_VERSION, featurize
 from .linear_model import GraderArtifact, LinearHead
 from .refusal import classify_refusal
@@ -45,6 +48,10 @@ class TrainingOptions:
     min_df: int = 5  # a feature seen in fewer training rows has no weight
     word_scale: float = 0.3  # word n-grams count less than cue and shape features
     harm_words: bool = True  # without word n-grams it held out every source worse
+    harm_variants: bool = True  # derived rows for the harm head (augmentation.py)
+    cut_chars: int = DEFAULT_CUT_CHARS
+    harm_ignored: tuple[str, ...] = ()  # feature-name prefixes the harm head does not see
+    plain_harm_weight: float = 3.0  # harm rows of the plain sources (XSTest, RBR) against the many derived ones
     pseudo_label_sources: tuple[str, ...] = ("gptfuzz",)
     behavior_excluded_sources: tuple[str, ...] = ("rbr_gold",)
 
@@ -96,7 +103,8 @@ WORD_PREFIXES = ("w:", "o:")
 
 
 def fit_head(features: Sequence[dict[str, float]], labels: Sequence[str], classes: Sequence[str],
-             c: float, options: TrainingOptions, words: bool = True) -> LinearHead:
+             c: float, options: TrainingOptions, words: bool = True,
+             weights: Sequence[float] | None = None) -> LinearHead:
     """Logistic regression over named features; the head keeps only features it has weights for."""
     from sklearn.linear_model import LogisticRegression
 
@@ -107,7 +115,7 @@ def fit_head(features: Sequence[dict[str, float]], labels: Sequence[str], classe
         raise ValueError(f"need at least two classes to train, got {present}")
     vocabulary = _vocabulary(features, options.min_df)
     matrix = _matrix(features, vocabulary, options.scale)
-    model = LogisticRegression(C=c, max_iter=5000, tol=1e-6).fit(matrix, list(labels))
+    model = LogisticRegression(C=c, max_iter=5000, tol=1e-6).fit(matrix, list(labels), sample_weight=weights)
     names = sorted(vocabulary, key=vocabulary.__getitem__)
     fitted = [str(x) for x in model.classes_]
     if len(fitted) == 2:
@@ -128,14 +136,20 @@ def train_artifact(rows: Sequence[LabeledResponse], options: TrainingOptions = T
     behavior = fit_head([f for f, _ in behavior_rows], [y for _, y in behavior_rows], BEHAVIOR_CLASSES,
                         options.behavior_c, options)
 
-    harm_rows = [(f, HARM_CLASSES[int(r.harmful)]) for f, r in zip(features, rows) if r.harmful is not None]
-    harm_labels = [y for _, y in harm_rows]
-    harm = fit_head([f for f, _ in harm_rows], harm_labels, HARM_CLASSES, options.harm_c, options,
-                    words=options.harm_words)
+    derived = harm_variants(rows, options.cut_chars) if options.harm_variants else []
+    harm_rows = [(f, HARM_CLASSES[int(bool(r.harmful))], r) for f, r in zip(features, rows) if r.harmful is not None]
+    harm_rows += [(featurizer(r.prompt, r.response), HARM_CLASSES[int(bool(r.harmful))], r) for r in derived]
+    if options.harm_ignored:
+        harm_rows = [({k: v for k, v in f.items() if not k.startswith(options.harm_ignored)}, y, r) for f, y, r in harm_rows]
+    harm_labels = [y for _, y, _ in harm_rows]
+    harm_weights = [1.0 if r.source in AUGMENTED_SOURCES else options.plain_harm_weight for _, _, r in harm_rows]
+    harm = fit_head([f for f, _, _ in harm_rows], harm_labels, HARM_CLASSES, options.harm_c, options,
+                    words=options.harm_words, weights=harm_weights if options.plain_harm_weight != 1.0 else None)
     info = {
         "rows": len(rows),
         "behavior_rows": dict(sorted(Counter(y for _, y in behavior_rows).items())),
         "harm_rows": dict(sorted(Counter(harm_labels).items())),
+        "derived_harm_rows": len(derived),
         "sources": dict(sorted(Counter(r.source for r in rows).items())),
         "data_hash": content_hash([[r.row_id, r.prompt, r.response, r.behavior, r.harmful]
                                    for r in rows]),
