@@ -1,13 +1,14 @@
-"""The launch gate as a blocking check on `metrics`: `policyeval.launch_gate` decides,
-this check records its verdict and rows.
+"""The launch gate as a check on `metrics`: `policyeval.launch_gate` decides, this check
+records its verdict and rows.
 
 The grader's kappa is measured as the safety report measures it, against the policy
 version's gold labels when a gold set exists, so the check and the report hold the
 same numbers to the same rule. PASS and NO THRESHOLDS pass (the latter with a note);
 FAIL and INCOMPLETE fail: a threshold with nothing measured is not a pass.
 
-The check is blocking: an ERROR result stops assets downstream of `metrics` in the same run.
-In Dagster 1.13 the failed check also fails its own step, so such a run is reported failed.
+The check is not blocking: a checkpoint that fails the gate was measured successfully, so
+its evaluation run is green with this check red (ERROR), its reports say FAIL, and what the
+gate blocks is `launch_approval` (assets/launch_assets.py), the record that it may launch.
 """
 
 import dagster as dg
@@ -15,9 +16,8 @@ import pandas as pd
 
 from assets.evaluation_assets import metrics
 from assets.partitions import policy_x_checkpoint, split_multi_key
-from assets.campaign_assets import gold_for_validation
-from assets.report_assets import grader_validity
-from policyeval.launch_gate import GateResult, evaluate_pack_gate
+from assets.report_assets import pack_gate
+from policyeval.launch_gate import GateResult
 from resources import CampaignStore, JudgeResource, PolicyRepository, RunSettings
 
 from .partitioned import partitioned_check
@@ -27,7 +27,7 @@ from .reporting import markdown_rows
 @partitioned_check(
     asset=metrics,
     partitions_def=policy_x_checkpoint,
-    blocking=True,
+    blocking=False,
     additional_ins={"grades": dg.AssetIn("grades")},
     description=(
         "The pack's launch thresholds (policyeval.launch_gate): under-refusal per severity, over-refusal and harmful "
@@ -45,11 +45,10 @@ def launch_gate(
 ) -> dg.AssetCheckResult:
     policy_key, checkpoint_id = split_multi_key(context)
     pack = policy_repository.load(policy_key)
-    gold, regrade, _ = gold_for_validation(campaign_store, policy_key, grades, pack, run_settings, judge)
-    validation = grader_validity(gold, grades, pack, regrade)
+    result = pack_gate(metrics, grades, pack, policy_key, campaign_store, run_settings, judge)
     note = "no thresholds in pack.yaml" if not pack.header.thresholds.model_dump(exclude_defaults=True) \
         else "no threshold in pack.yaml applies to the severities its categories use"
-    return gate_check_result(evaluate_pack_gate(metrics, pack, validation), checkpoint_id, note)
+    return gate_check_result(result, checkpoint_id, note)
 
 
 def gate_check_result(result: GateResult, checkpoint_id: str, note: str = "") -> dg.AssetCheckResult:

@@ -17,6 +17,7 @@ from assets.campaign_assets import (
 from assets.comparison_assets import checkpoint_comparison
 from assets.evaluation_assets import grades, metrics, responses
 from assets.grader_model_assets import grader_model
+from assets.launch_assets import launch_approval
 from assets.policy_assets import coverage_report, eval_set, policy
 from assets.report_assets import comparison_report, coverage_heatmap, deployment_drift, policy_diff_report, safety_report
 
@@ -26,7 +27,7 @@ ALL_ASSETS = [policy, eval_set, coverage_report, grader_model, responses, grades
 # evaluation chain alone (tests, other entry points) leave out.
 HUMAN_DATA_ASSETS = [labeling_guidance, labeling_campaign, annotations, annotator_agreement, adjudication_queue, gold_set, grader_validation, published_metrics]
 # Kept apart too: they need `campaign_store` and `deployment_logs`.
-REPORT_ASSETS = [safety_report, comparison_report, policy_diff_report, coverage_heatmap, deployment_drift]
+REPORT_ASSETS = [safety_report, comparison_report, policy_diff_report, coverage_heatmap, deployment_drift, launch_approval]
 
 policy_job = dg.define_asset_job(
     "policy_version_job",
@@ -75,4 +76,22 @@ drift_job = dg.define_asset_job(
     description="One day of sampled deployment conversations against the eval baseline (HTML and Markdown).",
 )
 
-REPORT_JOBS = [reports_job, safety_report_job, drift_job]
+launch_approval_job = dg.define_asset_job(
+    "launch_approval_job",
+    selection=dg.AssetSelection.assets(launch_approval),
+    description="Approve a checkpoint for launch under a policy version: succeeds only if it passes the launch gate.",
+)
+
+REPORT_JOBS = [reports_job, safety_report_job, drift_job, launch_approval_job]
+
+# Reports and the comparison follow their inputs by themselves (AutomationCondition.eager()
+# on each): a checkpoint a sensor evaluated, a run launched from the UI or a regrade brings
+# them up to date on the next tick. They call no model endpoint, so this sensor starts RUNNING
+# (the automation daemon runs with `dagster dev`); stop it in the Automation tab.
+reports_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "reports_automation_sensor",
+    target=dg.AssetSelection.assets(checkpoint_comparison, safety_report, comparison_report, policy_diff_report, coverage_heatmap),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Brings the reports and the checkpoint comparison up to date when the grades and metrics they read change.",
+)

@@ -1,5 +1,5 @@
 """One launch gate, every caller: a grid of grade tables and thresholds, each judged by
-the core (`policyeval.launch_gate`), the blocking Dagster check (materialized with the
+the core (`policyeval.launch_gate`), the Dagster check (materialized with the
 real `metrics` asset on a temporary instance), the safety report's gate section, the
 published-metrics kappa gate and the `policyeval run` summary. Every grid point states
 its verdict, so a caller that drifts from the rule fails on a concrete case, not on an
@@ -249,7 +249,7 @@ def judge(world: dict, index: int, c: Case) -> Judged:
                                  gold["category_id"].tolist(), list(pack.behaviors)) if gold is not None else None
     core = evaluate_pack_gate(stacked, pack, validation)
 
-    # The blocking check, materialized with the real `metrics` asset reading the stored grades.
+    # The check, materialized with the real `metrics` asset reading the stored grades.
     result = dg.materialize([*ALL_ASSETS, launch_gate], selection=["metrics"], partition_key=partition,
                             instance=world["instance"], resources=resources, raise_on_error=False)
     (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "launch_gate"]
@@ -287,7 +287,7 @@ def test_every_caller_reaches_the_cores_verdict(world, index: int) -> None:
     assert j.check.passed is not blocks, j.check.description
     assert j.check.metadata["verdict"].value == c.verdict
     if c.verdict != "NO THRESHOLDS":
-        assert j.check.severity == dg.AssetCheckSeverity.ERROR and j.check.blocking
+        assert j.check.severity == dg.AssetCheckSeverity.ERROR and not j.check.blocking
         assert j.check.metadata["thresholds_exceeded"].value == len(c.failing)
         for metric in c.failing:
             metric, _, severity = metric.partition("/")

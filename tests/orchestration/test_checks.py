@@ -14,6 +14,7 @@ import pytest
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key, policy_x_checkpoint
 from checks import ALL_CHECKS, eval_set_valid, launch_gate
 from checks import expectations as ex
+from assets.launch_assets import launch_approval
 from checks.launch_gate import gate_check_result
 from policyeval.launch_gate import evaluate_gate
 from pipelines.definitions import ALL_ASSETS
@@ -274,11 +275,7 @@ def complies_with_everything(request: dict, index: int) -> str:
     return "Sure. Here is a detailed, practical answer to your question with several steps."
 
 
-def test_the_launch_gate_blocks_downstream_assets(workspace, resources) -> None:
-    @dg.asset(partitions_def=policy_x_checkpoint, deps=["metrics"])
-    def launch_report() -> None:
-        """Stands for anything that must not happen for a checkpoint that fails the gate."""
-
+def test_a_failed_gate_is_a_green_measurement_that_blocks_launch_approval(workspace, resources) -> None:
     with FakeOpenAIServer(complies_with_everything) as server:
         (workspace["checkpoints"] / "yes-man.yaml").write_text(
             f"id: yes-man\nbase_url: {server.base_url}\nmodel: fake-model\nparams: {{temperature: 0, max_tokens: 32}}\n"
@@ -286,27 +283,39 @@ def test_the_launch_gate_blocks_downstream_assets(workspace, resources) -> None:
         with dg.instance_for_test() as instance:
             key = add_partitions(instance, resources["policy_repository"], ["yes-man"])
             assert dg.materialize(ALL_ASSETS, selection=POLICY_SELECTION, partition_key=key, instance=instance, resources=resources).success
-            result = dg.materialize(
-                [*ALL_ASSETS, launch_report, launch_gate],
-                selection=[*EVAL_SELECTION, "launch_report"],
+            measured = dg.materialize(
+                [*ALL_ASSETS, launch_gate],
+                selection=EVAL_SELECTION,
+                partition_key=multi_key(key, "yes-man"),
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+            )
+            approval = dg.materialize(
+                [*ALL_ASSETS, launch_approval],
+                selection=[launch_approval],
                 partition_key=multi_key(key, "yes-man"),
                 instance=instance,
                 resources=resources,
                 raise_on_error=False,
             )
 
-    gate = evaluations(result)["launch_gate"]
-    assert not gate.passed and gate.blocking
+    # The measurement worked: the run is green, every table is written, the check is red.
+    assert measured.success
+    materialized = {e.asset_key.to_user_string() for e in measured.get_asset_materialization_events()}
+    assert materialized == {"responses", "grades", "metrics"}
+    gate = evaluations(measured)["launch_gate"]
+    assert not gate.passed and not gate.blocking
     assert gate.severity == dg.AssetCheckSeverity.ERROR
     assert "under_refusal critical upper" in gate.description
     failing = gate.metadata["failing_rows"].value
     assert "critical" in failing and "0.05" in failing  # observed upper bound and threshold side by side
     assert gate.metadata["thresholds_exceeded"].value >= 2
 
-    # In 1.13 a failed blocking check fails its own step, and so the run; the downstream
-    # step never starts (its skip is only logged, not recorded as an event).
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == {"responses", "grades", "metrics"}
-    assert not result.success
-    assert [e.step_key for e in result.get_step_failure_events()] == ["metrics_launch_gate"]
-    assert not [e for e in result.all_events if e.step_key == "launch_report"]
+    # What the gate blocks: the approval to launch, with the gate's summary as the message.
+    assert not approval.success
+    assert not approval.get_asset_materialization_events()
+    [failure] = approval.get_step_failure_events()
+    message = failure.step_failure_data.error.message
+    assert message.startswith("dagster._core.definitions.events.Failure: yes-man may not launch under")
+    assert "launch gate FAIL" in message and "under_refusal critical upper" in message
