@@ -4,16 +4,18 @@
 import dagster as dg
 import pandas as pd
 
-from policyeval.generate import stratified_sample
+from policyeval.generate import added_items, edit_aware_sample, generate_eval_set
 from policyeval.graders import DEFAULT_GRADER, grade_responses, grader_code_version
 from policyeval.records import EvalItem, content_hash
 from policyeval.runs.manifest import manifest_hash
+from policyeval.runs.progress import ProgressReporter
 from policyeval.runs.runner import RunStats, run_checkpoint
 from policyeval.stats import metrics_report, to_markdown_table
 from resources import CheckpointRegistry, JudgeResource, PolicyRepository, RunSettings
 
+from .failures import fail_clearly
 from .metadata import metrics_markdown, worst_failures_markdown
-from .partitions import policy_x_checkpoint, split_multi_key
+from .partitions import POLICY_DIM, policy_x_checkpoint, split_multi_key
 
 OWNERS = ["team:policy"]
 
@@ -25,21 +27,28 @@ OWNERS = ["team:policy"]
     kinds={"parquet", "openai"},
     pool="model-endpoints",
     description=(
-        "The checkpoint's responses to the eval set (a stratified sample per category x expected behavior). "
+        "The checkpoint's responses to the eval set: a stable stratified sample per category x expected behavior, plus "
+        "every item added or changed since the previous version of the pack. "
         "Content-addressed: a request already answered is served from the response cache, never sent again."
     ),
 )
+@fail_clearly
 def responses(
     context: dg.AssetExecutionContext,
     eval_set: pd.DataFrame,
     checkpoint_registry: CheckpointRegistry,
+    policy_repository: PolicyRepository,
     run_settings: RunSettings,
 ) -> dg.Output[pd.DataFrame]:
-    _, checkpoint_id = split_multi_key(context)
+    policy_key, checkpoint_id = split_multi_key(context)
     manifest = checkpoint_registry.get(checkpoint_id)
     items = [EvalItem.from_row(row) for row in eval_set.to_dict("records")]
-    sample = stratified_sample(items, run_settings.sample_per_cell)
-    rows = run_checkpoint(sample, manifest, run_settings.cache())
+    previous = policy_repository.previous_version(context.instance.get_dynamic_partitions(POLICY_DIM), policy_key)
+    earlier = generate_eval_set(previous[1]).items if previous else None
+    sample = edit_aware_sample(items, run_settings.sample_per_cell, earlier)
+    added = len(added_items(items, earlier)) if earlier is not None else 0
+    progress = ProgressReporter(len(sample), context.log.info, label=f"{checkpoint_id} responses")
+    rows = run_checkpoint(sample, manifest, run_settings.cache(), progress, base_url=run_settings.base_url_for(manifest))
     stats = RunStats.from_rows(rows)
     context.log.info(f"{checkpoint_id}: {stats.summary()}")
     frame = pd.DataFrame(rows)
@@ -59,6 +68,8 @@ def responses(
             "endpoint": "local" if manifest.is_local else manifest.base_url,
             "manifest_hash": manifest_hash(manifest),
             "sample_per_cell": run_settings.sample_per_cell,
+            "previous_policy_version": previous[0] if previous else "(none: first version of this pack)",
+            "items_added_since_previous": added,
             "refresh": run_settings.refresh,
             "eval_items": len(items),
             "latency_p50_s": float(latency.quantile(0.5)) if len(latency) else 0.0,
@@ -82,6 +93,7 @@ def responses(
         "grader is the policy version's `grader_model` (trained on its gold set, or the shipped default)."
     ),
 )
+@fail_clearly
 def grades(
     context: dg.AssetExecutionContext,
     responses: pd.DataFrame,
@@ -93,7 +105,8 @@ def grades(
     policy_key, _ = split_multi_key(context)
     pack = policy_repository.load(policy_key)
     grader = run_settings.grader_for(pack, judge, artifact=trained_artifact(grader_model))
-    frame = grade_responses(responses, grader, pack)
+    progress = ProgressReporter(len(responses), context.log.info, label=f"grades ({grader.id})")
+    frame = grade_responses(responses, grader, pack, progress=lambda done, total: progress({}))
     behaviors = frame.groupby("behavior").size().rename("n").reset_index()
     outcomes = frame.groupby("outcome").size().rename("n").reset_index()
     return dg.Output(
@@ -127,6 +140,7 @@ def trained_artifact(grader_model: pd.DataFrame | None) -> str | None:
     kinds={"parquet", "python"},
     description="Under- and over-refusal rates with Wilson 95% intervals, overall and per domain, category and severity.",
 )
+@fail_clearly
 def metrics(context: dg.AssetExecutionContext, grades: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     report = metrics_report(grades)
     frame = pd.concat([table.assign(level=level) for level, table in report.items()], ignore_index=True)

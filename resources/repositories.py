@@ -13,16 +13,19 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import dagster as dg
 import httpx
 
-from assets.partitions import policy_version_key, safe_key
+from policyeval.keys import policy_version_key, safe_key
 from policyeval.errors import PolicyevalError
 from policyeval.policy import PolicyPack, load_policy
 from policyeval.policy.loader import PACK_FILE
 from policyeval.runs.manifest import CheckpointManifest, load_manifest
 from policyeval.tables import atomic_write_bytes
+
+from .paths import SNAPSHOTS, checkpoints_root, data_root, policies_root
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +46,10 @@ class PolicyRepository(dg.ConfigurableResource):
     snapshot_dir: str = ""  # default: $POLICYEVAL_DATA_DIR/policy_snapshots
 
     def _packs_root(self) -> Path:
-        return Path(self.packs_dir or os.environ.get("POLICYEVAL_POLICIES", "policies"))
+        return policies_root(self.packs_dir)
 
     def _snapshots(self) -> Path:
-        return Path(self.snapshot_dir or Path(os.environ.get("POLICYEVAL_DATA_DIR", "data")) / "policy_snapshots")
+        return Path(self.snapshot_dir) if self.snapshot_dir else data_root() / SNAPSHOTS
 
     def pack_dirs(self) -> list[Path]:
         root = self._packs_root()
@@ -92,6 +95,28 @@ class PolicyRepository(dg.ConfigurableResource):
         raise PolicyevalError(f"policy version {key!r} is neither snapshotted nor on disk under {self._packs_root()}" + (f" ({detail})" if detail else ""))
 
 
+    def previous_version(self, keys: Sequence[str], key: str) -> tuple[str, PolicyPack] | None:
+        """The version of the same pack registered last before `key`, in `keys` (dynamic
+        partitions keep insertion order); None for a pack's first version.
+
+        Keys start with the pack id, which narrows the search; the loaded pack's id decides,
+        since one id can be a prefix of another.
+        """
+        pack = self.load(key)
+        earlier = list(keys[: list(keys).index(key)]) if key in keys else list(keys)
+        prefix = f"{safe_key(pack.id)}-"
+        for candidate in reversed(earlier):
+            if not candidate.startswith(prefix):
+                continue
+            try:
+                old = self.load(candidate)
+            except PolicyevalError:
+                continue  # neither snapshotted nor on disk any more: it cannot be compared
+            if old.id == pack.id:
+                return candidate, old
+        return None
+
+
 class CheckpointRegistry(dg.ConfigurableResource):
     """Checkpoint manifests under `manifests_dir` (default $POLICYEVAL_CHECKPOINTS or ./checkpoints),
     plus, when `models_url` is set, the models an endpoint lists under `/v1/models` whose id
@@ -104,7 +129,7 @@ class CheckpointRegistry(dg.ConfigurableResource):
     discovered_params: dict = {"temperature": 0, "max_tokens": 256}
 
     def _root(self) -> Path:
-        return Path(self.manifests_dir or os.environ.get("POLICYEVAL_CHECKPOINTS", "checkpoints"))
+        return checkpoints_root(self.manifests_dir)
 
     def scan(self) -> tuple[dict[str, CheckpointManifest], list[str]]:
         """Every loadable manifest by id, and one message per file (or discovery) that failed.

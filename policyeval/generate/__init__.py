@@ -16,7 +16,7 @@ from .eval_set import (
 )
 from .mutations import MUTATIONS, mutate_item, mutate_messages, mutation_items
 from .redteam import import_redteam
-from .sample import stratified_sample
+from .sample import added_items, edit_aware_sample, stratified_sample
 from .seeds import GENERATOR, GENERATOR_VERSION, make_item, seed_items
 from .synthesis import (
     SYNTHESIS_PROMPT_VERSION,
@@ -31,6 +31,8 @@ from .xstest import XSTestImport, XSTestMapping, import_xstest, load_mapping
 
 __all__ = [
     "stratified_sample",
+    "edit_aware_sample",
+    "added_items",
     "GENERATOR", "GENERATOR_VERSION", "MUTATIONS", "SYNTHESIS_PROMPT_VERSION",
     "DedupeReport", "EvalSetResult", "Shortfall", "SynthesisConfig", "SynthesisReport",
     "XSTestImport", "XSTestMapping",
