@@ -60,6 +60,7 @@ from policyeval.validation import CorrectedRate, GraderValidation, corrected_rat
 from resources import CampaignStore, JudgeResource, PolicyRepository, RunSettings
 from resources.campaigns import ADJUDICATION_INBOX, ANNOTATION_INBOX
 
+from .failures import fail_clearly
 from .comparison_assets import BY_POLICY_VERSION
 from .metadata import escape_text
 from .partitions import CHECKPOINT_DIM, policy_versions, policy_x_checkpoint, split_multi_key
@@ -90,6 +91,7 @@ COMPARISON_COLUMNS = ["item_id", "category_id", "gold_label", "grader_behavior",
         "Its data version is the guidance hash, so anything annotators see changing marks campaigns stale."
     ),
 )
+@fail_clearly
 def labeling_guidance(context: dg.AssetExecutionContext, policy_repository: PolicyRepository, campaign_store: CampaignStore) -> dg.MaterializeResult:
     key = context.partition_key
     pack = policy_repository.load(key)
@@ -123,6 +125,7 @@ def labeling_guidance(context: dg.AssetExecutionContext, policy_repository: Poli
         "Created once per partition; afterwards it is loaded, never overwritten."
     ),
 )
+@fail_clearly
 def labeling_campaign(
     context: dg.AssetExecutionContext, responses: pd.DataFrame, policy_repository: PolicyRepository, campaign_store: CampaignStore
 ) -> dg.MaterializeResult:
@@ -260,6 +263,7 @@ def import_inbox(files: list[Path], run_import: Callable[[Path], ImportResult]) 
         "so nobody reads agreement figures while labels are missing."
     ),
 )
+@fail_clearly
 def annotations(context: dg.AssetExecutionContext, campaign_store: CampaignStore) -> dg.Output[pd.DataFrame]:
     policy_key, checkpoint = split_multi_key(context)
     campaign = campaign_store.load(policy_key, checkpoint)
@@ -315,6 +319,7 @@ AGREEMENT_COLUMNS = ["scope", "name", "n_items", "n_items_complete", "percent_ag
         "per category and per annotator pair; each annotator against the hidden gold items, flagged under the store's thresholds."
     ),
 )
+@fail_clearly
 def annotator_agreement(context: dg.AssetExecutionContext, annotations: pd.DataFrame, campaign_store: CampaignStore) -> dg.Output[pd.DataFrame]:
     policy_key, checkpoint = split_multi_key(context)
     campaign = campaign_store.load(policy_key, checkpoint)
@@ -374,6 +379,7 @@ def annotator_agreement(context: dg.AssetExecutionContext, annotations: pd.DataF
         "adjudication_queue.csv in the campaign folder."
     ),
 )
+@fail_clearly
 def adjudication_queue(context: dg.AssetExecutionContext, annotations: pd.DataFrame, campaign_store: CampaignStore) -> dg.Output[pd.DataFrame]:
     policy_key, checkpoint = split_multi_key(context)
     campaign = campaign_store.load(policy_key, checkpoint)
@@ -435,6 +441,7 @@ def queue_with_decisions(campaign: Campaign, queue: pd.DataFrame, decided: pd.Da
         "Its data version is the gold content hash; new campaigns draw hidden gold items from it."
     ),
 )
+@fail_clearly
 def gold_set(
     context: dg.AssetExecutionContext,
     annotations: dict[str, pd.DataFrame],
@@ -531,6 +538,7 @@ def combine_gold(tables: list[pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
         "bootstrap intervals that carry the gold set's own uncertainty). One row per gold item compared."
     ),
 )
+@fail_clearly
 def grader_validation(
     context: dg.AssetExecutionContext,
     grades: pd.DataFrame,
@@ -685,6 +693,7 @@ def kappa_gate(table: pd.DataFrame, pack: PolicyPack, partition: str) -> KappaGa
         "this asset alone cannot publish an unvalidated grader's numbers)."
     ),
 )
+@fail_clearly
 def published_metrics(context: dg.AssetExecutionContext, metrics: pd.DataFrame, grader_validation: pd.DataFrame, policy_repository: PolicyRepository) -> dg.Output[pd.DataFrame]:
     policy_key, _ = split_multi_key(context)
     pack = policy_repository.load(policy_key)

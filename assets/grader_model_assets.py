@@ -39,6 +39,7 @@ from policyeval.stats.intervals import format_rate
 from policyeval.validation import GraderValidation
 from resources import CampaignStore, PolicyRepository
 
+from .failures import fail_clearly
 from .campaign_assets import GROUP, OWNERS, gold_set
 from .partitions import policy_versions
 
@@ -61,6 +62,7 @@ GRADER_MODEL_COLUMNS = ["policy_version", "source", "artifact_path", "artifact_h
         "scored on the other 30% beside the shipped default; otherwise the shipped default. Its data version is the model's content hash."
     ),
 )
+@fail_clearly
 def grader_model(context: dg.AssetExecutionContext, policy_repository: PolicyRepository,
                  campaign_store: CampaignStore) -> dg.Output[pd.DataFrame]:
     policy_key = context.partition_key

@@ -10,6 +10,7 @@ from policyeval.records import content_hash
 from policyeval.stats import to_markdown_table
 from resources import CampaignStore, PolicyRepository
 
+from .failures import fail_clearly
 from .partitions import policy_versions
 
 OWNERS = ["team:policy"]
@@ -22,6 +23,7 @@ OWNERS = ["team:policy"]
     kinds={"yaml", "python"},
     description="An immutable policy version: the pack's normalized content, snapshotted under its content hash.",
 )
+@fail_clearly
 def policy(context: dg.AssetExecutionContext, policy_repository: PolicyRepository) -> dg.MaterializeResult:
     key = context.partition_key
     pack = policy_repository.load(key)
@@ -56,6 +58,7 @@ def policy(context: dg.AssetExecutionContext, policy_repository: PolicyRepositor
     code_version=f"generator-{GENERATOR_VERSION}",
     description="The eval set generated from the policy version: seeds, template expansions and mutations, deduplicated.",
 )
+@fail_clearly
 def eval_set(context: dg.AssetExecutionContext, policy_repository: PolicyRepository) -> dg.Output[pd.DataFrame]:
     pack = policy_repository.load(context.partition_key)
     result = generate_eval_set(pack)
@@ -90,6 +93,7 @@ def eval_set(context: dg.AssetExecutionContext, policy_repository: PolicyReposit
         "which categories lack an expected behavior, which are dominated by one source, and which lack gold labels."
     ),
 )
+@fail_clearly
 def coverage_report(
     context: dg.AssetExecutionContext, policy_repository: PolicyRepository, campaign_store: CampaignStore, eval_set: pd.DataFrame
 ) -> dg.Output[pd.DataFrame]:

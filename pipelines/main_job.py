@@ -12,7 +12,6 @@ asks the model only for requests it has never answered.
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -28,7 +27,9 @@ from policyeval.generate import GENERATOR_VERSION
 from policyeval.records import content_hash
 from policyeval.runs.manifest import manifest_hash
 
-from .automation import ENDPOINT_TAG, endpoint_tag
+from resources.paths import data_root
+
+from .automation import ENDPOINT_TAG, endpoint_tag, vanished_checkpoints
 from .definitions import build_definitions
 from .instance import ensure_dagster_home
 
@@ -46,7 +47,7 @@ class PartitionOutcome:
     harmful_compliance: str = ""
     over_refusal: str = ""
     gate: str = ""  # the launch gate's verdict (policyeval.launch_gate) and what decided it
-    gate_blocked: bool = False
+    gate_failed: bool = False
     failed: str = ""
 
 
@@ -57,10 +58,18 @@ def _latest_tags(instance: dg.DagsterInstance, asset: str, partition: str) -> di
     return dict(run.tags) if run else {}
 
 
-def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partition_key, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partition_key, tags: dict[str, str],
+             run_config: dict | None = None) -> dg.ExecuteInProcessResult:
     # the summary below reports outcomes; failures keep their full logs in the instance (UI)
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    return job.execute_in_process(instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False, run_config=quiet)
+    return job.execute_in_process(instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False,
+                                  run_config={**quiet, **(run_config or {})})
+
+
+def _settings_config(run_settings, **changes) -> dict:
+    """Run config for `run_settings` with `changes`: run config replaces a resource's bound values, so all are passed."""
+    config = {name: getattr(run_settings, name) for name in type(run_settings).model_fields}
+    return {"resources": {"run_settings": {"config": {**config, **changes}}}}
 
 
 def _check_summary(result: dg.ExecuteInProcessResult, checkpoint_id: str) -> tuple[str, bool]:
@@ -99,7 +108,9 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
         click.echo(f"skipped policy pack {problem.path}: {problem.message}", err=True)
     if not versions:
         raise PolicyevalError(f"no valid policy pack under {policies_dir}")
-    manifests = registry.manifests()
+    manifests, manifest_problems = registry.scan()
+    for problem in manifest_problems:
+        click.echo(f"skipped checkpoint manifest: {problem}", err=True)
     if not manifests:
         raise PolicyevalError(f"no checkpoint manifests under {checkpoints_dir}")
 
@@ -107,6 +118,9 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
     with dg.DagsterInstance.get() as instance, ExitStack() as stack:
         _register(instance, POLICY_DIM, sorted(versions))
         _register(instance, CHECKPOINT_DIM, sorted(manifests))
+        for gone in vanished_checkpoints(instance.get_dynamic_partitions(CHECKPOINT_DIM), manifests, manifest_problems):
+            instance.delete_dynamic_partition(CHECKPOINT_DIM, gone)
+            click.echo(f"checkpoint {gone}: manifest removed; its partition is unregistered (its history stays in the instance)")
         click.echo(f"Dagster instance: {home}")
         click.echo(f"policy versions: {', '.join(sorted(versions))}")
         click.echo(f"checkpoints: {', '.join(sorted(manifests))}")
@@ -116,7 +130,7 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
         comparison_job = defs.resolve_job_def("comparison_job")
         safety_job = defs.resolve_job_def("safety_report_job")
         reports_job = defs.resolve_job_def("reports_job")
-        local_started = False
+        local_url = ""
         for key, pack in sorted(versions.items()):
             policy_fp = content_hash({"policy": pack.content_hash, "generator": GENERATOR_VERSION})
             grader_fp = _grader_model_fingerprint(defs, key)
@@ -139,13 +153,14 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
                 )
                 outcome = PartitionOutcome(key, checkpoint_id, skipped=True)
                 if force or _latest_tags(instance, "metrics", str(partition)).get(FINGERPRINT_TAG) != fp:
-                    if manifest.is_local and not local_started:
-                        local_started = _start_local_model(stack)
-                    result = _execute(evaluation_job, instance, partition, {FINGERPRINT_TAG: fp, ENDPOINT_TAG: endpoint_tag(manifest)})
+                    if manifest.is_local and not local_url:
+                        local_url = _start_local_model(stack)
+                    result = _execute(evaluation_job, instance, partition, {FINGERPRINT_TAG: fp, ENDPOINT_TAG: endpoint_tag(manifest)},
+                                      _settings_config(resources["run_settings"], local_base_url=local_url) if local_url else None)
                     outcome.skipped = False
                     changed_any = True
-                    outcome.gate, outcome.gate_blocked = _check_summary(result, checkpoint_id)
-                    if not result.success and not outcome.gate_blocked:
+                    outcome.gate, outcome.gate_failed = _check_summary(result, checkpoint_id)
+                    if not result.success:
                         outcome.failed = f"run {result.run_id} failed: see it in the UI"
                     outcome.model_calls = int(latest_value(instance, "responses", str(partition), "model_calls", 0) or 0)
                     _execute(safety_job, instance, partition, {})
@@ -186,17 +201,12 @@ def _register(instance: dg.DagsterInstance, dimension: str, keys: list[str]) -> 
         instance.add_dynamic_partitions(dimension, new)
 
 
-def _start_local_model(stack: ExitStack) -> bool:
-    """One local model server for the whole run, shared by every local checkpoint."""
-    from policyeval.runs.local_model import LOCAL_BASE_URL_ENV, LocalModelServer
+def _start_local_model(stack: ExitStack) -> str:
+    """One local model server for the whole run, shared by every local checkpoint; its URL."""
+    from policyeval.runs.local_model import LocalModelServer
 
-    if os.environ.get(LOCAL_BASE_URL_ENV):
-        return True
     click.echo("starting the local model server ...")
-    server = stack.enter_context(LocalModelServer())
-    os.environ[LOCAL_BASE_URL_ENV] = server.base_url
-    stack.callback(os.environ.pop, LOCAL_BASE_URL_ENV, None)
-    return True
+    return stack.enter_context(LocalModelServer()).base_url
 
 
 def _headline(metadata: dict, name: str) -> str:
@@ -211,12 +221,12 @@ def _report(outcomes: list[PartitionOutcome], started: float, repo) -> None:
     for o in outcomes:
         state = "up to date, skipped" if o.skipped else f"{o.model_calls} model calls"
         gate = f", launch gate {o.gate}" if o.gate else ""
-        if o.gate_blocked:
-            gate += " (blocking: the run is marked failed)"
+        if o.gate_failed:
+            gate += " (not approved for launch)"
         failed = f", {o.failed}" if o.failed else ""
         click.echo(f"  {o.policy_key} x {o.checkpoint}: {state}{gate}{failed}; under-refusal {o.under_refusal}, "
                    f"harmful compliance {o.harmful_compliance}, over-refusal {o.over_refusal}")
-    data_dir = Path(os.environ.get("POLICYEVAL_DATA_DIR", "data")).resolve()
+    data_dir = data_root().resolve()
     click.echo(f"reports: {data_dir / 'reports'} (safety, comparison, policy diff, coverage; HTML and Markdown)")
     click.echo(f"data: {data_dir / 'assets'} (Parquet per asset and partition)")
     click.echo("UI: dagster dev -w workspace.yaml  (runs, lineage, check results)")

@@ -20,7 +20,6 @@ the policy-version key; the checkpoint id is recorded), so a folder needs no sid
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -28,11 +27,12 @@ from typing import Optional
 import dagster as dg
 import pandas as pd
 
-from assets.partitions import policy_version_key, safe_key
+from policyeval.keys import policy_version_key, safe_key
 from policyeval.campaigns import Campaign, load_campaign, read_gold_set
 from policyeval.campaigns.layout import CampaignPaths, is_valid_name
 from policyeval.errors import PolicyevalError
 from policyeval.records import content_hash
+from .paths import CAMPAIGNS, data_root
 
 INBOX = "inbox"
 ANNOTATION_INBOX = "annotations"
@@ -75,7 +75,7 @@ class CampaignStore(dg.ConfigurableResource):
     # -- where things are
 
     def root_dir(self) -> Path:
-        return Path(self.root or Path(os.environ.get("POLICYEVAL_DATA_DIR", "data")) / "campaigns")
+        return Path(self.root) if self.root else data_root() / CAMPAIGNS
 
     @staticmethod
     def campaign_id(policy_version: str, checkpoint: str) -> str:

@@ -2,7 +2,7 @@
 refusal rates are compared with.
 
 Files: JSON Lines (one conversation per line, see `policyeval.deployment.conversations`)
-directly under `root` (default $POLICYEVAL_DEPLOYMENT_DIR, or data/deployment), named
+directly under `root` (default: `deployment/` under the data root), named
 `YYYY-MM-DD*.jsonl` after the UTC day they hold: `2026-03-02.jsonl`,
 `2026-03-02-eu-west.jsonl`. The name selects the files of a day, so a day's run reads
 only its own files however large the folder grows; each record's own timestamp then
@@ -17,15 +17,14 @@ registered policy version that has grades of that checkpoint).
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from pathlib import Path
 
 import dagster as dg
 
 from policyeval.deployment import DEFAULT_MARGIN
+from .paths import DEPLOYMENT, data_root
 
-DEPLOYMENT_DIR_ENV = "POLICYEVAL_DEPLOYMENT_DIR"
 
 
 class DeploymentLogs(dg.ConfigurableResource):
@@ -41,7 +40,7 @@ class DeploymentLogs(dg.ConfigurableResource):
     margin: float = DEFAULT_MARGIN
 
     def root_dir(self) -> Path:
-        return Path(self.root or os.environ.get(DEPLOYMENT_DIR_ENV) or Path(os.environ.get("POLICYEVAL_DATA_DIR", "data")) / "deployment")
+        return Path(self.root) if self.root else data_root() / DEPLOYMENT
 
     def files_for(self, day: date) -> list[Path]:
         """The day's files, sorted by name."""

@@ -6,7 +6,6 @@ paths, so the files can be read without Dagster (pandas, DuckDB, Spark).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -16,15 +15,13 @@ import pyarrow as pa
 from policyeval.records import GRADE_SCHEMA, ITEM_SCHEMA, RESPONSE_SCHEMA
 from policyeval.tables import read_parquet, write_parquet
 
+from .paths import ASSETS, data_root
+
 SCHEMAS: dict[str, pa.Schema] = {"eval_set": ITEM_SCHEMA, "responses": RESPONSE_SCHEMA, "grades": GRADE_SCHEMA}
 
 
 def _safe(part: str) -> str:
     return "".join(c if c.isalnum() or c in "._-=" else "_" for c in part).lstrip(".") or "_"
-
-
-def default_data_dir() -> str:
-    return os.environ.get("POLICYEVAL_DATA_DIR", "data")
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
@@ -33,7 +30,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     base_dir: str = ""
 
     def _root(self) -> Path:
-        return Path(self.base_dir or default_data_dir()) / "assets"
+        return data_root(self.base_dir) / ASSETS
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | dg.MultiPartitionKey | None) -> Path:
         path = self._root().joinpath(*(_safe(p) for p in asset_key.path))

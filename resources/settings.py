@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -10,8 +9,10 @@ import dagster as dg
 from policyeval.graders import DEFAULT_GRADER, Grader, grader_code_version, make_grader
 from policyeval.policy.model import PolicyPack
 from policyeval.runs.cache import ResponseCache
+from policyeval.runs.manifest import CheckpointManifest
 
 from .judge import JudgeResource
+from .paths import cache_root
 
 
 class RunSettings(dg.ConfigurableResource):
@@ -25,6 +26,7 @@ class RunSettings(dg.ConfigurableResource):
     baseline_checkpoint: str = ""
     grader: str = DEFAULT_GRADER  # learned | refusal | judge (judge needs the JudgeResource configured)
     refresh: bool = False
+    local_base_url: str = ""  # a local model server already running (set by `policyeval run`); empty: start one per step
 
     def grader_for(self, pack: PolicyPack, judge: JudgeResource, artifact: str | None = None) -> Grader:
         """The one place the shell picks a grader: `grades` and every re-grade use it, so
@@ -42,8 +44,12 @@ class RunSettings(dg.ConfigurableResource):
         """`code_version` of `grades` under these settings (see policyeval.graders.grader_code_version)."""
         return grader_code_version(self.grader, tuple(judge.models) if self.grader == "judge" else ())
 
+    def base_url_for(self, manifest: CheckpointManifest) -> str | None:
+        """Where to send a checkpoint's requests: the shared local server for a local manifest, if one runs."""
+        return self.local_base_url or None if manifest.is_local else None
+
     def cache(self) -> ResponseCache:
-        root = Path(self.cache_dir or os.environ.get("POLICYEVAL_CACHE_DIR", ".cache/responses"))
+        root = cache_root(self.cache_dir)
         return _WriteOnlyCache(root) if self.refresh else ResponseCache(root)
 
 

@@ -85,10 +85,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         pass
 
 
-# Set to a running server's base URL to make `base_url: local` manifests use it.
-LOCAL_BASE_URL_ENV = "POLICYEVAL_LOCAL_BASE_URL"
-
-
 def cpu_has_amx(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
     """Does this CPU advertise Intel AMX (the `amx_tile` flag)? False where it cannot be read."""
     try:

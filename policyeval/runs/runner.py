@@ -31,7 +31,6 @@ import concurrent.futures
 import email.utils
 import json
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -235,13 +234,11 @@ class _Endpoint:
         base_url = self._base_url
         if base_url is None:
             if self.manifest.is_local:
-                from .local_model import LOCAL_BASE_URL_ENV, LocalModelServer
+                from .local_model import LocalModelServer
 
-                # a server already running for the whole session (`policyeval run`) is shared
-                base_url = os.environ.get(LOCAL_BASE_URL_ENV)
-                if not base_url:
-                    self._local_server = LocalModelServer().start()
-                    base_url = self._local_server.base_url
+                # no shared server was passed in (`base_url`): this run starts its own
+                self._local_server = LocalModelServer().start()
+                base_url = self._local_server.base_url
             else:
                 base_url = self.manifest.base_url
         n = self.manifest.max_concurrency
