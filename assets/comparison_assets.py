@@ -10,6 +10,7 @@ import pandas as pd
 from policyeval.stats import compare_checkpoints, metrics_report, to_markdown_table
 from resources import RunSettings
 
+from .failures import fail_clearly
 from .metadata import rate_text
 from .partitions import POLICY_DIM, policy_versions
 
@@ -18,6 +19,13 @@ OWNERS = ["team:policy"]
 with warnings.catch_warnings():  # the mapping is marked beta; it is the documented way to fan in
     warnings.simplefilter("ignore", dg.BetaWarning)
     BY_POLICY_VERSION = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=POLICY_DIM)
+
+# Requested whenever any checkpoint's grades or metrics change: a fan-in over checkpoints, some of
+# which may never be measured under this version, must not wait for all of them (eager would).
+# The reports over every checkpoint (report_assets) follow the same rule.
+FOLLOWS_ANY = (dg.AutomationCondition.any_deps_updated().since_last_handled()
+               & ~dg.AutomationCondition.any_deps_in_progress()
+               & ~dg.AutomationCondition.in_progress()).with_label("any input updated")
 
 
 @dg.asset(
@@ -28,11 +36,15 @@ with warnings.catch_warnings():  # the mapping is marked beta; it is the documen
             metadata={"all_partitions": True},
         )
     },
+    # grades carry the paired items; metrics is declared so the chain reads grades -> metrics -> comparison
+    deps=[dg.AssetDep("metrics", partition_mapping=BY_POLICY_VERSION)],
+    automation_condition=FOLLOWS_ANY,
     group_name="reports",
     owners=OWNERS,
     kinds={"parquet", "python"},
     description="Every checkpoint measured on this policy version, ranked; paired McNemar tests against the baseline checkpoint.",
 )
+@fail_clearly
 def checkpoint_comparison(context: dg.AssetExecutionContext, grades: dict[str, pd.DataFrame], run_settings: RunSettings) -> dg.Output[pd.DataFrame]:
     by_checkpoint = {}
     for frame in grades.values():

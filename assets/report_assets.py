@@ -32,21 +32,21 @@ from policyeval.deployment import ALL_CATEGORIES, DeploymentConversation, PiiScr
 from policyeval.errors import InputError, PolicyevalError
 from policyeval.policy import PolicyPack
 from policyeval.policy.diff import diff_packs
-from policyeval.launch_gate import evaluate_pack_gate
+from policyeval.launch_gate import GateResult, evaluate_pack_gate
 from policyeval.reports import Document, comparison_document, coverage_document, drift_document, policy_diff_document, safety_document
 from policyeval.reports.lineage import footer
 from policyeval.reports.redaction import check_redaction
 from policyeval.reports.render import Paragraph, Stat, Stats, pp, section
 from policyeval.runs.manifest import manifest_hash
-from policyeval.stats import metrics_report
 from policyeval.stats.intervals import format_rate
 from policyeval.tables import atomic_write_bytes, read_parquet
 from policyeval.validation import GraderValidation
+from resources.paths import REPORTS, data_root
 from resources import CampaignStore, CheckpointRegistry, DeploymentLogs, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
-from resources.io_manager import default_data_dir
 
+from .failures import fail_clearly
 from .campaign_assets import compare_with_gold, gold_for_validation, markdown, validation_of
-from .comparison_assets import BY_POLICY_VERSION
+from .comparison_assets import BY_POLICY_VERSION, FOLLOWS_ANY
 from .materializations import latest_value
 from .partitions import POLICY_DIM, multi_key, policy_versions, policy_x_checkpoint, safe_key, split_multi_key
 
@@ -59,6 +59,17 @@ DEPLOYMENT_START_ENV = "POLICYEVAL_DEPLOYMENT_START"
 deployment_days = dg.DailyPartitionsDefinition(start_date=os.environ.get(DEPLOYMENT_START_ENV, "2026-01-01"))
 
 ALL_GRADES = dg.AssetIn(partition_mapping=BY_POLICY_VERSION, metadata={"all_partitions": True})
+# Every policy version's tables: the policy diff compares this version with the previous
+# one of the same pack, which only the run knows; declaring all keeps the lineage honest.
+EVERY_VERSION = dg.AllPartitionMapping()
+
+# Reports follow what they are made of: when grades or metrics of a partition change (a new
+# checkpoint evaluated by a sensor, a run launched from the UI, a regrade), the reports
+# over it are requested by `reports_automation_sensor`. A per-checkpoint report waits for
+# its own inputs (eager); a report over every checkpoint of a version (FOLLOWS_ANY) runs
+# when any of them changes, since some checkpoints may never be measured under it.
+FOLLOWS_UPSTREAM = dg.AutomationCondition.eager()
+
 
 
 class ReportConfig(dg.Config):
@@ -75,6 +86,7 @@ class ReportConfig(dg.Config):
 
 
 @dg.asset(
+    automation_condition=FOLLOWS_UPSTREAM,
     partitions_def=policy_x_checkpoint,
     group_name=GROUP,
     owners=OWNERS,
@@ -85,10 +97,12 @@ class ReportConfig(dg.Config):
         "unless configured otherwise), grader validity when the policy version has a gold set, and the lineage of every number."
     ),
 )
+@fail_clearly
 def safety_report(
     context: dg.AssetExecutionContext,
     config: ReportConfig,
     grades: pd.DataFrame,
+    metrics: pd.DataFrame,
     policy_repository: PolicyRepository,
     checkpoint_registry: CheckpointRegistry,
     campaign_store: CampaignStore,
@@ -106,7 +120,7 @@ def safety_report(
         **manifest_lineage(context, checkpoint_registry, checkpoint),
     )
     document = safety_document(grades, pack, validation=validation, lineage=lineage, redact=redaction(config), max_failures=config.max_failures)
-    verdict = evaluate_pack_gate(metrics_report(grades), pack, validation).verdict
+    verdict = evaluate_pack_gate(metrics, pack, validation).verdict
     paths = write_report(document, reports_dir(io_manager) / "safety" / safe_key(policy_key), safe_key(checkpoint))
     return dg.MaterializeResult(
         metadata={
@@ -121,6 +135,7 @@ def safety_report(
 
 
 @dg.asset(
+    automation_condition=FOLLOWS_ANY,
     partitions_def=policy_versions,
     ins={"grades": ALL_GRADES},
     group_name=GROUP,
@@ -132,6 +147,7 @@ def safety_report(
         "a summary paragraph written from the numbers, ready for a system card."
     ),
 )
+@fail_clearly
 def comparison_report(
     context: dg.AssetExecutionContext,
     config: ReportConfig,
@@ -165,8 +181,12 @@ def comparison_report(
 
 
 @dg.asset(
+    automation_condition=FOLLOWS_ANY,
     partitions_def=policy_versions,
-    ins={"grades": ALL_GRADES},
+    ins={
+        "grades": dg.AssetIn(partition_mapping=EVERY_VERSION, metadata={"all_partitions": True}),
+        "eval_sets": dg.AssetIn("eval_set", partition_mapping=EVERY_VERSION, metadata={"all_partitions": True}),
+    },
     group_name=GROUP,
     owners=OWNERS,
     kinds=KINDS,
@@ -176,9 +196,10 @@ def comparison_report(
         "(the baseline when it is). The first version of a pack gets a short report saying so."
     ),
 )
+@fail_clearly
 def policy_diff_report(
     context: dg.AssetExecutionContext,
-    eval_set: pd.DataFrame,
+    eval_sets: dict[str, pd.DataFrame],
     grades: dict[str, pd.DataFrame],
     policy_repository: PolicyRepository,
     run_settings: RunSettings,
@@ -187,16 +208,20 @@ def policy_diff_report(
     policy_key = context.partition_key
     pack = policy_repository.load(policy_key)
     lineage = run_lineage(context, eval_set_hash=latest_value(context.instance, "eval_set", policy_key, "eval_set_hash"))
-    previous = previous_version(context.instance.get_dynamic_partitions(POLICY_DIM), policy_key, pack, policy_repository)
+    previous = policy_repository.previous_version(context.instance.get_dynamic_partitions(POLICY_DIM), policy_key)
+    eval_set = eval_sets.get(policy_key)
+    if eval_set is None:
+        raise dg.Failure(f"no eval set for {policy_key} yet: materialize eval_set first")
     if previous is None:
         document = first_version_document(pack, eval_set, lineage)
         metadata: dict[str, Any] = {"previous_version": "(none: first registered version of this pack)"}
     else:
         old_key, old_pack = previous
         diff = diff_packs(old_pack, pack)
-        checkpoint, old_grades, new_grades = measured_under_both(io_manager, old_key, graded_by_checkpoint(grades), run_settings.baseline_checkpoint)
-        old_items_path = io_manager.path_for(dg.AssetKey("eval_set"), old_key)
-        old_items = read_parquet(old_items_path) if old_items_path.is_file() else None
+        checkpoint, old_grades, new_grades = measured_under_both(
+            graded_by_checkpoint(grades_of(grades, old_key)), graded_by_checkpoint(grades_of(grades, policy_key)),
+            run_settings.baseline_checkpoint)
+        old_items = eval_sets.get(old_key)
         document = policy_diff_document(
             diff, old_grades=old_grades, new_grades=new_grades, old_items=old_items, new_items=eval_set if old_items is not None else None, lineage=lineage
         )
@@ -212,6 +237,7 @@ def policy_diff_report(
 
 
 @dg.asset(
+    automation_condition=FOLLOWS_ANY,
     partitions_def=policy_versions,
     group_name=GROUP,
     owners=OWNERS,
@@ -222,6 +248,7 @@ def policy_diff_report(
         "items says little."
     ),
 )
+@fail_clearly
 def coverage_heatmap(
     context: dg.AssetExecutionContext,
     eval_set: pd.DataFrame,
@@ -258,6 +285,7 @@ def coverage_heatmap(
         "the eval baseline beyond the margin. A day without conversations is normal: a short report says so."
     ),
 )
+@fail_clearly
 def deployment_drift(
     context: dg.AssetExecutionContext,
     deployment_logs: DeploymentLogs,
@@ -306,7 +334,7 @@ def deployment_drift(
 
 def reports_dir(io_manager: ParquetIOManager) -> Path:
     """`<data dir>/reports`: the IO manager's data directory, so reports sit beside their tables."""
-    return Path(io_manager.base_dir or default_data_dir()) / "reports"
+    return data_root(io_manager.base_dir) / REPORTS
 
 
 def write_report(document: Document, folder: Path, stem: str) -> dict[str, dg.MetadataValue]:
@@ -395,6 +423,14 @@ def manifest_lineage(context: dg.AssetExecutionContext, registry: CheckpointRegi
 
 
 
+def pack_gate(metrics: pd.DataFrame, grades: pd.DataFrame, pack: PolicyPack, policy_key: str,
+              campaign_store: CampaignStore, run_settings: RunSettings, judge: JudgeResource) -> GateResult:
+    """The launch gate on one partition, with the grader's kappa against the gold it may be checked on:
+    what the `launch_gate` check, `launch_approval` and the safety report all decide with."""
+    gold, regrade, _ = gold_for_validation(campaign_store, policy_key, grades, pack, run_settings, judge)
+    return evaluate_pack_gate(metrics, pack, grader_validity(gold, grades, pack, regrade))
+
+
 def grader_validity(gold: pd.DataFrame | None, grades: pd.DataFrame, pack: PolicyPack, grader_factory: Callable[[], Any]) -> GraderValidation | None:
     """The grader against the policy version's gold labels, as `grader_validation` measures it; None without gold."""
     if gold is None or gold.empty:
@@ -406,35 +442,24 @@ def graded_by_checkpoint(grades: dict[str, pd.DataFrame]) -> dict[str, pd.DataFr
     return {str(frame["checkpoint_id"].iloc[0]): frame for frame in grades.values() if len(frame)}
 
 
-def previous_version(keys: Sequence[str], key: str, pack: PolicyPack, repo: PolicyRepository) -> tuple[str, PolicyPack] | None:
-    """The version of the same pack registered last before `key` (dynamic partitions keep insertion order).
+def grades_of(grades: dict[Any, pd.DataFrame], policy_key: str) -> dict[Any, pd.DataFrame]:
+    """The grades partitions of one policy version, from a mapping over every partition."""
+    def policy_of(key: Any) -> str:
+        parsed = key if isinstance(key, dg.MultiPartitionKey) else policy_x_checkpoint.get_partition_key_from_str(str(key))
+        return parsed.keys_by_dimension[POLICY_DIM]
 
-    Keys start with the pack id, which narrows the search; the loaded pack's id decides,
-    since one id can be a prefix of another.
-    """
-    earlier = keys[: keys.index(key)] if key in keys else list(keys)
-    prefix = f"{safe_key(pack.id)}-"
-    for candidate in reversed(earlier):
-        if not candidate.startswith(prefix):
-            continue
-        try:
-            old = repo.load(candidate)
-        except PolicyevalError:
-            continue  # neither snapshotted nor on disk any more: it cannot be compared
-        if old.id == pack.id:
-            return candidate, old
-    return None
+    return {k: v for k, v in grades.items() if policy_of(k) == policy_key}
 
 
 def measured_under_both(
-    io_manager: ParquetIOManager, old_key: str, new_grades: dict[str, pd.DataFrame], baseline: str
+    old_grades: dict[str, pd.DataFrame], new_grades: dict[str, pd.DataFrame], baseline: str
 ) -> tuple[str, pd.DataFrame | None, pd.DataFrame | None]:
     """A checkpoint graded under both versions (the baseline if it is), with both grades tables."""
-    both = [c for c in sorted(new_grades) if io_manager.path_for(dg.AssetKey("grades"), multi_key(old_key, c)).is_file()]
+    both = [c for c in sorted(new_grades) if c in old_grades]
     if not both:
         return "", None, None
     checkpoint = baseline if baseline in both else both[0]
-    return checkpoint, read_parquet(io_manager.path_for(dg.AssetKey("grades"), multi_key(old_key, checkpoint))), new_grades[checkpoint]
+    return checkpoint, old_grades[checkpoint], new_grades[checkpoint]
 
 
 @dataclass(frozen=True)

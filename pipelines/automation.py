@@ -80,6 +80,15 @@ def load_checkpoints(registry: CheckpointRegistry) -> tuple[dict[str, Checkpoint
     return registry.scan()
 
 
+def vanished_checkpoints(registered: Iterable[str], manifests: dict[str, CheckpointManifest], problems: list[str]) -> list[str]:
+    """Registered checkpoints whose manifest is gone: their partitions leave the pickers
+    (materializations, checks and reports already made stay in the instance and on disk).
+    While any manifest fails to load nothing is removed: the broken file may be the one."""
+    if problems:
+        return []
+    return sorted(cid for cid in registered if cid not in manifests)
+
+
 def _ready_policy_versions(instance: dg.DagsterInstance) -> list[str]:
     """Registered policy versions (in registration order) whose eval set is materialized."""
     materialized = instance.get_materialized_partitions(eval_set.key)
@@ -165,6 +174,9 @@ def checkpoint_sensor(context: dg.SensorEvaluationContext, checkpoint_registry: 
 
     registered = set(instance.get_dynamic_partitions(CHECKPOINT_DIM))
     new_ids = [cid for cid in current if cid not in registered]
+    gone = vanished_checkpoints(registered, manifests, problems)
+    for cid in gone:
+        context.log.info(f"checkpoint {cid}: manifest removed; its partition leaves the pickers, its history stays")
     changed = {cid: h for cid, h in current.items() if seen.get(cid) != h}
     ready = _ready_policy_versions(instance) if changed else []
 
@@ -183,13 +195,15 @@ def checkpoint_sensor(context: dg.SensorEvaluationContext, checkpoint_registry: 
     # without changing what it asks must not re-run anything.
     cursor = json.dumps({**seen, **current}, sort_keys=True)
     requests = [checkpoints.build_add_request(new_ids)] if new_ids else []
+    if gone:
+        requests.append(checkpoints.build_delete_request(gone))
     skip = None
     if not run_requests:
         if changed and not ready:
             skip = f"{len(changed)} new or changed checkpoint(s); no policy version has an eval set yet"
         elif changed:
             skip = f"{len(changed)} new or changed checkpoint(s), already evaluated or in progress"
-        else:
+        elif not gone:
             skip = "no new or changed checkpoints" + (f" ({len(problems)} problem(s) logged)" if problems else "")
     return dg.SensorResult(run_requests=run_requests, dynamic_partitions_requests=requests, cursor=cursor, skip_reason=skip)
 

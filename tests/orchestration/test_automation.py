@@ -60,7 +60,11 @@ def tick(sensor, instance, resources: dict, cursor: str | None = None) -> tuple[
 
 def apply(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:
     for request in result.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        if isinstance(request, dg.DeleteDynamicPartitionsRequest):
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+        else:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
 
 
 def added(result: dg.SensorResult, dim: str) -> list[str]:
@@ -166,6 +170,27 @@ def test_checkpoint_sensor_registers_new_and_changed_manifests(instance, workspa
     reverted, _ = tick(checkpoint_sensor, instance, resources, edited.cursor)
     (back,) = reverted.run_requests
     assert back.tags[MANIFEST_HASH_TAG] == old_hash and back.run_key != request.run_key
+
+
+def test_checkpoint_sensor_unregisters_a_removed_manifest_but_not_a_broken_one(instance, workspace, resources, policy_key) -> None:
+    folder = workspace["checkpoints"]
+    instance.add_dynamic_partitions(POLICY_DIM, [policy_key])
+    first, _ = tick(checkpoint_sensor, instance, resources)
+    apply(instance, first)
+    assert sorted(instance.get_dynamic_partitions(CHECKPOINT_DIM)) == ["fake-a", "fake-b"]
+
+    # A manifest that fails to load might be the missing one: nothing leaves while it is broken.
+    (folder / "fake-b.yaml").write_text("id: fake-b\nnot_a_field: 1\n")
+    broken, _ = tick(checkpoint_sensor, instance, resources, first.cursor)
+    assert not broken.dynamic_partitions_requests
+
+    (folder / "fake-b.yaml").unlink()
+    gone, logs = tick(checkpoint_sensor, instance, resources, broken.cursor)
+    (request,) = gone.dynamic_partitions_requests
+    assert isinstance(request, dg.DeleteDynamicPartitionsRequest) and list(request.partition_keys) == ["fake-b"]
+    assert not gone.run_requests
+    apply(instance, gone)
+    assert instance.get_dynamic_partitions(CHECKPOINT_DIM) == ["fake-a"]
 
 
 def test_checkpoint_sensor_skips_bad_manifest_and_logs_it(instance, workspace, resources, policy_key) -> None:
