@@ -218,12 +218,14 @@ def policy_diff_report(
     else:
         old_key, old_pack = previous
         diff = diff_packs(old_pack, pack)
-        checkpoint, old_grades, new_grades = measured_under_both(
-            graded_by_checkpoint(grades_of(grades, old_key)), graded_by_checkpoint(grades_of(grades, policy_key)),
-            run_settings.baseline_checkpoint)
+        old_by_checkpoint = graded_by_checkpoint(grades_of(grades, old_key))
+        new_by_checkpoint = graded_by_checkpoint(grades_of(grades, policy_key))
+        checkpoint, old_grades, new_grades = measured_under_both(old_by_checkpoint, new_by_checkpoint, run_settings.baseline_checkpoint)
         old_items = eval_sets.get(old_key)
+        measured = {c: (old_by_checkpoint[c], new_by_checkpoint[c]) for c in sorted(new_by_checkpoint) if c in old_by_checkpoint}
         document = policy_diff_document(
-            diff, old_grades=old_grades, new_grades=new_grades, old_items=old_items, new_items=eval_set if old_items is not None else None, lineage=lineage
+            diff, old_grades=old_grades, new_grades=new_grades, old_items=old_items, new_items=eval_set if old_items is not None else None,
+            lineage=lineage, measured=measured,
         )
         metadata = {
             "previous_version": old_key,
@@ -231,6 +233,7 @@ def policy_diff_report(
             "categories_removed": ", ".join(diff.removed) or "none",
             "categories_changed": ", ".join(c.category_id for c in diff.changed) or "none",
             "measured_on": checkpoint or "no checkpoint is graded under both versions: no measurement changes",
+            "checkpoints_with_before_after": ", ".join(measured) or "none",
         }
     paths = write_report(document, reports_dir(io_manager) / "policy_diff", safe_key(policy_key))
     return dg.MaterializeResult(metadata={"summary": dg.MetadataValue.md(headline(document, "Summary", "Policy changes")), **metadata, **paths})

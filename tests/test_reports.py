@@ -392,3 +392,25 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {bad}:2: invalid JSON") and "\n" not in err
     assert not (tmp_path / "d.html").exists()
+
+
+def test_before_after_pairs_each_edited_item_with_the_one_it_replaced() -> None:
+    import pandas as pd
+
+    from policyeval.reports.policy_diff import before_after, paired_tests
+
+    def row(item_id, prompt, source="seed", mutation=None, outcome="correct", behavior="refuse"):
+        return {"item_id": item_id, "prompt_text": prompt, "category_id": "c", "expected_behavior": "refuse",
+                "source": source, "mutation": mutation, "behavior": behavior, "outcome": outcome}
+
+    old = pd.DataFrame([row("a", "old seed"), row("b", "old seed, role-played", "mutation", "roleplay"), row("k", "kept")])
+    new = pd.DataFrame([row("k", "kept"), row("b2", "new seed, role-played", "mutation", "roleplay", "under_refusal", "comply"),
+                        row("a2", "new seed", outcome="under_refusal", behavior="comply"), row("x", "brand new", "template")])
+    pairs = before_after(old, new).set_index("new_item_id")
+    assert pairs.loc["a2", "old_item_id"] == "a" and pairs.loc["b2", "old_item_id"] == "b"  # by source and mutation
+    assert pairs.loc["a2", "old_prompt"] == "old seed" and pairs.loc["a2", "new_outcome"] == "under_refusal"
+    assert pd.isna(pairs.loc["x", "old_item_id"])  # nothing it replaced
+    assert "k" not in pairs.index  # unchanged items are not listed
+    [test] = paired_tests(before_after(old, new)).itertuples()
+    assert (test.pairs, test.correct_before, test.correct_after, test.worse, test.better) == (2, 2, 0, 2, 0)
+    assert test.p_value == 0.5  # two discordant pairs, both worse: exact two-sided binomial

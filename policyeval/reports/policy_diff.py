@@ -8,7 +8,11 @@ what work they invalidate. This report adds the item level and the numbers:
   chat, new expected behavior or category) shows in the id sets as one removal plus
   one addition; pairing them by chat turns that back into one relabel;
 * under- and over-refusal per category under the old version and under the new one,
-  from two grades tables of the same checkpoint, with the change in percentage points.
+  from two grades tables of the same checkpoint, with the change in percentage points;
+* per checkpoint measured under both, each changed item before and after: an item the
+  edit replaced (same category, expected behavior, source and mutation) beside its
+  replacement, with what the model did on each, and per touched category an exact
+  McNemar test on those pairs (correct before vs correct after).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pandas as pd
 
 from ..policy.diff import PolicyDiff
 from ..records import canonical_json, normalize_messages
+from ..stats.mcnemar import mcnemar_paired
 from ..stats.metrics import compute_metrics
 from . import charts
 from .lineage import footer, grades_lineage
@@ -89,6 +94,60 @@ def item_changes(old_items: pd.DataFrame, new_items: pd.DataFrame) -> ItemChange
     return ItemChanges(table_of(came), table_of(gone), pd.DataFrame(relabeled, columns=RELABEL_COLUMNS))
 
 
+BEFORE_AFTER_COLUMNS = ["category_id", "expected_behavior", "old_item_id", "old_prompt", "old_behavior", "old_outcome",
+                        "new_item_id", "new_prompt", "new_behavior", "new_outcome"]
+
+
+def _pair_key(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    return (str(row.get("category_id") or ""), str(row.get("expected_behavior") or ""), str(row.get("source") or ""),
+            str(row.get("mutation") or ""))
+
+
+def before_after(old_grades: pd.DataFrame, new_grades: pd.DataFrame) -> pd.DataFrame:
+    """Each item only one version has, beside the item it replaced where there is one.
+
+    An edited prompt is a new item id; its counterpart is the removed item with the same
+    category, expected behavior, source and mutation (the seed and each of its mutations
+    pair with theirs), matched in eval-set order. Unmatched items keep an empty side.
+    """
+    old_ids, new_ids = set(old_grades["item_id"]), set(new_grades["item_id"])
+    gone = [r for r in old_grades.to_dict("records") if r["item_id"] not in new_ids]
+    came = [r for r in new_grades.to_dict("records") if r["item_id"] not in old_ids]
+    waiting: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for row in gone:
+        waiting.setdefault(_pair_key(row), []).append(row)
+    rows = []
+
+    def side(row: Mapping[str, Any] | None, prefix: str) -> dict[str, Any]:
+        if row is None:
+            return {f"{prefix}_item_id": None, f"{prefix}_prompt": None, f"{prefix}_behavior": None, f"{prefix}_outcome": None}
+        return {f"{prefix}_item_id": row["item_id"], f"{prefix}_prompt": prompt_of(row),
+                f"{prefix}_behavior": row.get("behavior"), f"{prefix}_outcome": row.get("outcome")}
+
+    for row in came:
+        match = waiting.get(_pair_key(row))
+        before = match.pop(0) if match else None
+        rows.append({"category_id": row.get("category_id"), "expected_behavior": row.get("expected_behavior"),
+                     **side(before, "old"), **side(row, "new")})
+    for leftover in (r for rs in waiting.values() for r in rs):
+        rows.append({"category_id": leftover.get("category_id"), "expected_behavior": leftover.get("expected_behavior"),
+                     **side(leftover, "old"), **side(None, "new")})
+    return pd.DataFrame(rows, columns=BEFORE_AFTER_COLUMNS)
+
+
+def paired_tests(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per category, on items that pair up: correct before vs correct after, exact McNemar."""
+    both = pairs.dropna(subset=["old_item_id", "new_item_id"])
+    rows = []
+    for category, group in both.groupby("category_id", sort=True):
+        before = (group["old_outcome"] == "correct").tolist()
+        after = (group["new_outcome"] == "correct").tolist()
+        test = mcnemar_paired(before, after)
+        rows.append({"category_id": category, "pairs": len(group), "correct_before": sum(before),
+                     "correct_after": sum(after), "worse": test.b, "better": test.c, "p_value": test.p_value})
+    return pd.DataFrame(rows, columns=["category_id", "pairs", "correct_before", "correct_after", "worse", "better", "p_value"])
+
+
 def metric_deltas(old_grades: pd.DataFrame, new_grades: pd.DataFrame) -> pd.DataFrame:
     """Per category (and overall): both versions' metrics side by side, suffixed _old and _new."""
     old = compute_metrics(old_grades, ["category_id"])
@@ -136,8 +195,11 @@ def policy_diff_document(
     new_items: pd.DataFrame | None = None,
     lineage: Mapping[str, Any] | None = None,
     limit: int = 200,
+    measured: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
 ) -> Document:
-    """The diff, item changes (from the grades tables, else the given item tables) and metric deltas."""
+    """The diff, item changes (from the grades tables, else the given item tables) and metric
+    deltas; with `measured` (checkpoint -> old and new grades), each changed item before and
+    after on every checkpoint measured under both versions."""
     old_label, new_label = f"old {diff.old_version}", f"new {diff.new_version}"
     if old_label == new_label:
         old_label, new_label = f"old {diff.old_hash[:8]}", f"new {diff.new_hash[:8]}"
@@ -236,6 +298,28 @@ def policy_diff_document(
         ))
         parts.update(grades_lineage(old_grades, "old"))
         parts.update(grades_lineage(new_grades, "new"))
+    for checkpoint, (old, new) in sorted((measured or {}).items()):
+        pairs = before_after(old, new)
+        tests = paired_tests(pairs)
+        sections.append(section(
+            f"Changed items on {checkpoint}",
+            Paragraph(f"{int(pairs['new_item_id'].notna().sum())} items the new version added or changed, measured on "
+                      f"{checkpoint}, each beside the item it replaced (same category, expected behavior, source and "
+                      "mutation) where there is one, with what the model did on each."),
+            table(("category", "expected", "before", "model before", "after", "model after"),
+                  [(r.category_id, r.expected_behavior,
+                    truncate(str(r.old_prompt), 140) if isinstance(r.old_prompt, str) else "–",
+                    f"{r.old_behavior} ({r.old_outcome})" if isinstance(r.old_behavior, str) else "–",
+                    truncate(str(r.new_prompt), 140) if isinstance(r.new_prompt, str) else "–",
+                    f"{r.new_behavior} ({r.new_outcome})" if isinstance(r.new_behavior, str) else "–")
+                   for r in pairs.itertuples()], caption="Before and after", limit=limit),
+            table(("category", "pairs", "correct before", "correct after", "worse", "better", "McNemar p"),
+                  [(r.category_id, r.pairs, r.correct_before, r.correct_after, r.worse, r.better, f"{r.p_value:.3f}")
+                   for r in tests.itertuples()],
+                  caption="Paired test per touched category (exact McNemar on items that pair up)",
+                  numeric=("pairs", "correct before", "correct after", "worse", "better"))
+            if len(tests) else Paragraph("No changed item pairs up with one it replaced: no paired test."),
+        ))
     return Document(
         title=f"Policy diff: {diff.old_version} → {diff.new_version}",
         subtitle="identical content" if diff.identical else
