@@ -13,6 +13,7 @@ from policyeval.runs.runner import RunStats, run_checkpoint
 from policyeval.stats import metrics_report, to_markdown_table
 from resources import CheckpointRegistry, JudgeResource, PolicyRepository, RunSettings
 
+from .endpoint_slots import endpoint_slot
 from .failures import fail_clearly
 from .metadata import metrics_markdown, worst_failures_markdown
 from .partitions import POLICY_DIM, policy_x_checkpoint, split_multi_key
@@ -48,7 +49,8 @@ def responses(
     sample = edit_aware_sample(items, run_settings.sample_per_cell, earlier)
     added = len(added_items(items, earlier)) if earlier is not None else 0
     progress = ProgressReporter(len(sample), context.log.info, label=f"{checkpoint_id} responses")
-    rows = run_checkpoint(sample, manifest, run_settings.cache(), progress, base_url=run_settings.base_url_for(manifest))
+    with endpoint_slot(context, manifest.endpoint):
+        rows = run_checkpoint(sample, manifest, run_settings.cache(), progress, base_url=run_settings.base_url_for(manifest))
     stats = RunStats.from_rows(rows)
     context.log.info(f"{checkpoint_id}: {stats.summary()}")
     frame = pd.DataFrame(rows)

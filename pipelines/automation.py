@@ -132,8 +132,8 @@ def _evaluation_request(
 
 
 def endpoint_tag(manifest: CheckpointManifest) -> str:
-    """A tag value naming the endpoint (tag values must be short and plain)."""
-    return "local" if manifest.is_local else manifest.base_url.split("://", 1)[-1].rstrip("/")[:63]
+    """The `policyeval/endpoint` tag value of a run that calls this checkpoint."""
+    return manifest.endpoint
 
 
 def _load_cursor(raw: str | None, default: dict) -> dict:

@@ -115,6 +115,12 @@ class CheckpointManifest(BaseModel):
         return self.base_url == LOCAL
 
     @property
+    def endpoint(self) -> str:
+        """The endpoint's name in tags and pool names: `local`, or the base URL's host and path
+        (short and plain, as Dagster tag values must be)."""
+        return "local" if self.is_local else self.base_url.split("://", 1)[-1].rstrip("/")[:63]
+
+    @property
     def source(self) -> Path | None:
         """The file this manifest was loaded from, if any."""
         return self._source
