@@ -39,7 +39,7 @@ from policyeval.reports.redaction import check_redaction
 from policyeval.reports.render import Paragraph, Stat, Stats, pp, section
 from policyeval.runs.manifest import manifest_hash
 from policyeval.stats.intervals import format_rate
-from policyeval.tables import atomic_write_bytes, read_parquet
+from policyeval.tables import atomic_write_bytes
 from policyeval.validation import GraderValidation
 from resources.paths import REPORTS, data_root
 from resources import CampaignStore, CheckpointRegistry, DeploymentLogs, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
@@ -279,6 +279,8 @@ def coverage_heatmap(
 
 @dg.asset(
     partitions_def=deployment_days,
+    # the eval baseline is one of these: declared, so a regrade of it shows the day's report stale
+    ins={"grades": dg.AssetIn(partition_mapping=EVERY_VERSION, metadata={"all_partitions": True})},
     group_name=GROUP,
     owners=OWNERS,
     kinds=KINDS,
@@ -291,6 +293,7 @@ def coverage_heatmap(
 @fail_clearly
 def deployment_drift(
     context: dg.AssetExecutionContext,
+    grades: dict[str, pd.DataFrame],
     deployment_logs: DeploymentLogs,
     policy_repository: PolicyRepository,
     run_settings: RunSettings,
@@ -309,7 +312,7 @@ def deployment_drift(
         document = note_document(f"Deployment drift: {day.isoformat()}", "no conversations", note, run_lineage(context))
         metadata["note"] = note
     else:
-        policy_key, checkpoint, baseline = baseline_grades(context.instance, deployment_logs, run_settings, io_manager)
+        policy_key, checkpoint, baseline = baseline_grades(grades, context.instance, deployment_logs, run_settings)
         pack = policy_repository.load(policy_key)
         graded = grade_conversations(imported.conversations, pack, run_settings.grader_for(pack, judge))
         result = detect_drift(graded, baseline, "day", deployment_logs.margin, imported.scrubbed)
@@ -494,18 +497,20 @@ def import_day(files: list[Path], day: date) -> DayImport:
     return DayImport(kept, {kind: n for kind, n in sorted(scrubber.counts.items()) if n}, outside, empty)
 
 
-def baseline_grades(instance: dg.DagsterInstance, logs: DeploymentLogs, run_settings: RunSettings, io_manager: ParquetIOManager) -> tuple[str, str, pd.DataFrame]:
-    """(policy version, checkpoint, grades) of the eval baseline the day is compared with."""
+def baseline_grades(grades: dict[Any, pd.DataFrame], instance: dg.DagsterInstance, logs: DeploymentLogs,
+                    run_settings: RunSettings) -> tuple[str, str, pd.DataFrame]:
+    """(policy version, checkpoint, grades) of the eval baseline the day is compared with: the
+    configured policy version, else the most recently registered one that graded the checkpoint."""
     checkpoint = logs.baseline_checkpoint or run_settings.baseline_checkpoint
     if not checkpoint:
         raise dg.Failure("no baseline checkpoint: set deployment_logs.baseline_checkpoint (or run_settings.baseline_checkpoint)")
     candidates = [logs.baseline_policy_version] if logs.baseline_policy_version else list(reversed(instance.get_dynamic_partitions(POLICY_DIM)))
     for policy_key in candidates:
-        path = io_manager.path_for(dg.AssetKey("grades"), multi_key(policy_key, checkpoint))
-        if path.is_file():
-            return policy_key, checkpoint, read_parquet(path)
+        frame = graded_by_checkpoint(grades_of(grades, policy_key)).get(checkpoint)
+        if frame is not None:
+            return policy_key, checkpoint, frame
     where = f"policy version {logs.baseline_policy_version}" if logs.baseline_policy_version else "any registered policy version"
     raise dg.Failure(
-        f"no eval baseline: checkpoint {checkpoint!r} has no grades under {where} (looked under {io_manager.path_for(dg.AssetKey('grades'), None).parent}); "
+        f"no eval baseline: checkpoint {checkpoint!r} has no grades under {where}; "
         "materialize grades for it first, or set deployment_logs.baseline_policy_version / baseline_checkpoint"
     )
