@@ -1,8 +1,10 @@
 """`policyeval run`: the main job on a real Dagster instance.
 
 Registers every policy version and checkpoint as partitions, then materializes what is
-stale through the code location's own jobs, so the runs, their lineage and their check
-results are in the instance that `dagster dev -w workspace.yaml` shows. A partition is
+stale through the code location's own jobs (`launcher.py`): each run is a run of the code
+location `workspace.yaml` loads, with the command's folders and settings as run config, so
+the runs show in the Overview timeline and their job's Runs tab of `dagster dev -w
+workspace.yaml`, with their lineage and check results. A partition is
 stale when what it was last computed from (policy content hash, checkpoint manifest
 hash, sample size, generator and grader versions, the policy version's learned grader
 model, which is retrained when its gold set changes) differs from now; an up-to-date
@@ -13,6 +15,7 @@ asks the model only for requests it has never answered.
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +30,12 @@ from policyeval.generate import GENERATOR_VERSION
 from policyeval.records import content_hash
 from policyeval.runs.manifest import manifest_hash
 
-from resources.paths import data_root
+from resources.paths import cache_root, data_root
 
 from .automation import ENDPOINT_TAG, endpoint_tag, vanished_checkpoints
 from .definitions import build_definitions
 from .instance import ensure_dagster_home
+from .launcher import LaunchedRun, WorkspaceLauncher
 
 FINGERPRINT_TAG = "policyeval/fingerprint"
 GRADER_FINGERPRINT_TAG = "policyeval/grader-fingerprint"  # gold set and training code behind grader_model
@@ -58,23 +62,27 @@ def _latest_tags(instance: dg.DagsterInstance, asset: str, partition: str) -> di
     return dict(run.tags) if run else {}
 
 
-def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partition_key, tags: dict[str, str],
-             run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-    # the summary below reports outcomes; failures keep their full logs in the instance (UI)
-    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    return job.execute_in_process(instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False,
-                                  run_config={**quiet, **(run_config or {})})
+# Runs log to the instance (the UI shows them); the terminal gets the summary below. Steps
+# run in the run worker's process: a process per step would cost seconds each.
+QUIET_IN_PROCESS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                    "execution": {"config": {"in_process": {}}}}
+CONFIGURED_RESOURCES = ("policy_repository", "checkpoint_registry", "run_settings")
 
 
-def _settings_config(run_settings, **changes) -> dict:
-    """Run config for `run_settings` with `changes`: run config replaces a resource's bound values, so all are passed."""
-    config = {name: getattr(run_settings, name) for name in type(run_settings).model_fields}
-    return {"resources": {"run_settings": {"config": {**config, **changes}}}}
+def _run_config(resources: dict, **settings: object) -> dict:
+    """What this `policyeval run` was asked for, as run config of the code location's resources
+    (run config replaces a resource's bound values, so every field is passed)."""
+    config = {}
+    for name in CONFIGURED_RESOURCES:
+        resource = resources[name]
+        values = {field: getattr(resource, field) for field in type(resource).model_fields}
+        config[name] = {"config": {**values, **(settings if name == "run_settings" else {})}}
+    return {**QUIET_IN_PROCESS, "resources": config}
 
 
-def _check_summary(result: dg.ExecuteInProcessResult, checkpoint_id: str) -> tuple[str, bool]:
-    """The launch gate check's verdict as the core gave it, with its reasons; and whether it blocked."""
-    gate = [e for e in result.get_asset_check_evaluations() if e.check_name == "launch_gate"]
+def _check_summary(result: LaunchedRun, checkpoint_id: str) -> tuple[str, bool]:
+    """The launch gate check's verdict as the core gave it, with its reasons; and whether it failed."""
+    gate = [e for e in result.checks if e.check_name == "launch_gate"]
     if not gate:
         return "", False
     evaluation = gate[0]
@@ -92,12 +100,18 @@ def _check_summary(result: dg.ExecuteInProcessResult, checkpoint_id: str) -> tup
 @click.option("--per-cell", type=int, default=2, show_default=True, help="Items per category x expected behavior sent to each checkpoint (0 = the full eval set).")
 @click.option("--baseline", default="", help="Baseline checkpoint for comparisons [default: the first by id].")
 @click.option("--force", is_flag=True, help="Re-materialize every partition, stale or not (cached answers are still reused).")
-def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str, force: bool) -> None:
+@click.option("--workspace", "workspace_file", type=click.Path(path_type=Path), default=Path("workspace.yaml"), show_default=True,
+              help="The workspace whose code location runs the jobs (the one `dagster dev` shows).")
+def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str, force: bool, workspace_file: Path) -> None:
     """Materialize everything that is stale, on the Dagster instance in $DAGSTER_HOME."""
+    # Data versions and partition mappings are beta in Dagster 1.13, and used on purpose.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
     started = time.monotonic()
     home = ensure_dagster_home()
+    # absolute: the runs execute in the code location's working directory
     defs = build_definitions(
-        packs_dir=str(policies_dir), manifests_dir=str(checkpoints_dir), sample_per_cell=per_cell, baseline_checkpoint=baseline
+        packs_dir=str(policies_dir.resolve()), manifests_dir=str(checkpoints_dir.resolve()), data_dir=str(data_root().resolve()),
+        cache_dir=str(cache_root().resolve()), sample_per_cell=per_cell, baseline_checkpoint=baseline
     )
     resources = defs.resources
     repo = resources["policy_repository"]
@@ -116,6 +130,8 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
 
     outcomes: list[PartitionOutcome] = []
     with dg.DagsterInstance.get() as instance, ExitStack() as stack:
+        launcher = stack.enter_context(WorkspaceLauncher(instance, Path(workspace_file)))
+        config = _run_config(resources)
         _register(instance, POLICY_DIM, sorted(versions))
         _register(instance, CHECKPOINT_DIM, sorted(manifests))
         for gone in vanished_checkpoints(instance.get_dynamic_partitions(CHECKPOINT_DIM), manifests, manifest_problems):
@@ -125,24 +141,19 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
         click.echo(f"policy versions: {', '.join(sorted(versions))}")
         click.echo(f"checkpoints: {', '.join(sorted(manifests))}")
 
-        policy_job = defs.resolve_job_def("policy_version_job")
-        evaluation_job = defs.resolve_job_def("evaluation_job")
-        comparison_job = defs.resolve_job_def("comparison_job")
-        safety_job = defs.resolve_job_def("safety_report_job")
-        reports_job = defs.resolve_job_def("reports_job")
         local_url = ""
         for key, pack in sorted(versions.items()):
             policy_fp = content_hash({"policy": pack.content_hash, "generator": GENERATOR_VERSION})
             grader_fp = _grader_model_fingerprint(defs, key)
             grades_code_version = defs.resolve_assets_def("grades").code_versions_by_key[dg.AssetKey("grades")]
             if force or _latest_tags(instance, "eval_set", key).get(FINGERPRINT_TAG) != policy_fp:
-                result = _execute(policy_job, instance, key, {FINGERPRINT_TAG: policy_fp, GRADER_FINGERPRINT_TAG: grader_fp})
+                result = launcher.run("policy_version_job", key, {FINGERPRINT_TAG: policy_fp, GRADER_FINGERPRINT_TAG: grader_fp}, config)
                 if not result.success:
-                    raise PolicyevalError(f"policy version {key}: eval set generation failed (run {result.run_id}); see `dagster dev` for the log")
+                    raise PolicyevalError(f"policy version {key}: {result.failure or 'eval set generation failed'} (run {result.run_id})")
                 click.echo(f"{key}: eval set generated ({latest_value(instance, 'eval_set', key, 'rows')} items)")
             else:
                 click.echo(f"{key}: eval set up to date")
-            model_hash = _ensure_grader_model(defs, instance, key, grader_fp)
+            model_hash = _ensure_grader_model(defs, instance, launcher, config, key, grader_fp)
 
             changed_any = False
             for checkpoint_id, manifest in sorted(manifests.items()):
@@ -155,23 +166,23 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
                 if force or _latest_tags(instance, "metrics", str(partition)).get(FINGERPRINT_TAG) != fp:
                     if manifest.is_local and not local_url:
                         local_url = _start_local_model(stack)
-                    result = _execute(evaluation_job, instance, partition, {FINGERPRINT_TAG: fp, ENDPOINT_TAG: endpoint_tag(manifest)},
-                                      _settings_config(resources["run_settings"], local_base_url=local_url) if local_url else None)
+                        config = _run_config(resources, local_base_url=local_url)
+                    result = launcher.run("evaluation_job", partition, {FINGERPRINT_TAG: fp, ENDPOINT_TAG: endpoint_tag(manifest)}, config)
                     outcome.skipped = False
                     changed_any = True
                     outcome.gate, outcome.gate_failed = _check_summary(result, checkpoint_id)
                     if not result.success:
-                        outcome.failed = f"run {result.run_id} failed: see it in the UI"
+                        outcome.failed = f"run {result.run_id} failed: {result.failure or 'see it in the UI'}"
                     outcome.model_calls = int(latest_value(instance, "responses", str(partition), "model_calls", 0) or 0)
-                    _execute(safety_job, instance, partition, {})
+                    launcher.run("safety_report_job", partition, {}, config)
                 metrics_meta = latest_metadata(instance, "metrics", str(partition))
                 outcome.under_refusal = _headline(metrics_meta, "under_refusal")
                 outcome.harmful_compliance = _headline(metrics_meta, "harmful_compliance")
                 outcome.over_refusal = _headline(metrics_meta, "over_refusal")
                 outcomes.append(outcome)
             if changed_any or force or not latest_record(instance, "checkpoint_comparison", key):
-                _execute(comparison_job, instance, key, {})
-                _execute(reports_job, instance, key, {})
+                launcher.run("comparison_job", key, {}, config)
+                launcher.run("reports_job", key, {}, config)
 
     _report(outcomes, started, repo)
 
@@ -183,13 +194,14 @@ def _grader_model_fingerprint(defs: dg.Definitions, key: str) -> str:
     return content_hash({"gold": str(gold["gold_version"].iloc[0]) if gold is not None and len(gold) else None, "code": code})
 
 
-def _ensure_grader_model(defs: dg.Definitions, instance: dg.DagsterInstance, key: str, fp: str) -> str:
+def _ensure_grader_model(defs: dg.Definitions, instance: dg.DagsterInstance, launcher: WorkspaceLauncher, config: dict,
+                         key: str, fp: str) -> str:
     """Materialize the policy version's `grader_model` unless the run that last made it had
     the same fingerprint (the policy job makes it too), before any `grades` read it; its artifact hash."""
     if _latest_tags(instance, "grader_model", key).get(GRADER_FINGERPRINT_TAG) != fp:
-        result = _execute(defs.resolve_job_def("grader_model_job"), instance, key, {GRADER_FINGERPRINT_TAG: fp})
+        result = launcher.run("grader_model_job", key, {GRADER_FINGERPRINT_TAG: fp}, config)
         if not result.success:
-            raise PolicyevalError(f"policy version {key}: grader_model failed (run {result.run_id}); see `dagster dev` for the log")
+            raise PolicyevalError(f"policy version {key}: grader_model failed: {result.failure} (run {result.run_id})")
         click.echo(f"{key}: grader model {latest_value(instance, 'grader_model', key, 'note')}")
     return str(latest_value(instance, "grader_model", key, "artifact_hash", "") or "")
 

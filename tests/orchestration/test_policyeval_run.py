@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from click.testing import CliRunner
+from dagster._core.workspace.load_target import WorkspaceFileTarget
 
 from pipelines.main_job import run
 from policyeval.generate import edit_aware_sample, generate_eval_set
@@ -37,6 +38,16 @@ def test_first_run_then_nothing_then_one_edit_measured_exactly(project) -> None:
     assert "launch gate" in first and "model calls in" in first
     calls = server.request_count
     assert calls > 0
+
+    # Its runs are runs of the code location the UI loads (Overview timeline, the job's Runs tab),
+    # and a checkpoint that fails the launch gate is a green evaluation run.
+    location = WorkspaceFileTarget(paths=["workspace.yaml"]).create_origins()[0].location_name
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(dg.RunsFilter(job_name="evaluation_job"))
+        assert len(runs) == 2 and all(r.is_success for r in runs)
+        assert all(r.remote_job_origin.location_name == location for r in runs)
+        assert all(r.tags.get("policyeval/endpoint") for r in runs)
+    assert "launch gate FAIL" in first and "not approved for launch" in first and "failed:" not in first
 
     again = policyeval_run(project)
     assert "nothing changed: no model calls" in again

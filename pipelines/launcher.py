@@ -1,0 +1,105 @@
+"""Runs of `policyeval run`, recorded as runs of the code location the UI shows.
+
+`job.execute_in_process` records a run with no code-location origin: it shows in the global
+Runs list, but not in the Overview timeline or its job's Runs tab. Here each run is created
+with the origin of the code location that `workspace.yaml` loads (the one `dagster dev`
+shows) and executed, in this process, from that location's own definitions (the module and
+attribute the workspace names), as a run launched from the UI would be. What `policyeval run`
+was asked for (folders, sample size, baseline, a running local server) goes in as run config
+of the resources, so a run's config page says what it measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.events import DagsterEventType
+from dagster._core.execution.api import execute_run
+from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+from policyeval.errors import PolicyevalError
+
+REPOSITORY = "__repository__"  # the name Dagster gives the repository of a Definitions object
+
+
+@dataclass(frozen=True)
+class CheckVerdict:
+    check_name: str
+    passed: bool
+    description: str
+    metadata: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class LaunchedRun:
+    run_id: str
+    success: bool
+    checks: tuple[CheckVerdict, ...]
+    failure: str = ""  # the first step failure's message, when the run failed
+
+
+def partition_tags(partition_key: str | dg.MultiPartitionKey | None) -> dict[str, str]:
+    if partition_key is None:
+        return {}
+    tags = {"dagster/partition": str(partition_key)}
+    if isinstance(partition_key, dg.MultiPartitionKey):
+        tags.update({f"dagster/partition/{dim}": key for dim, key in partition_key.keys_by_dimension.items()})
+    return tags
+
+
+class WorkspaceLauncher:
+    """Executes jobs of the workspace's code location on `instance`, one run at a time."""
+
+    def __init__(self, instance: dg.DagsterInstance, workspace_file: Path):
+        if not workspace_file.is_file():
+            raise PolicyevalError(f"{workspace_file}: no workspace file (run policyeval run from the project folder)")
+        origins = WorkspaceFileTarget(paths=[str(workspace_file)]).create_origins()
+        if len(origins) != 1 or getattr(origins[0], "loadable_target_origin", None) is None:
+            raise PolicyevalError(f"{workspace_file}: expected one Python code location, found {len(origins)}")
+        self._instance = instance
+        self._repository_origin = RemoteRepositoryOrigin(origins[0], REPOSITORY)
+        target = origins[0].loadable_target_origin
+        if not target.module_name:
+            raise PolicyevalError(f"{workspace_file}: the code location must be a python_module")
+        working_directory = str((workspace_file.parent / (target.working_directory or ".")).resolve())
+        self._repository = ReconstructableRepository.for_module(target.module_name, target.attribute or "defs",
+                                                                working_directory)
+
+    def __enter__(self) -> "WorkspaceLauncher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def run(self, job_name: str, partition_key: str | dg.MultiPartitionKey | None, tags: Mapping[str, str],
+            run_config: Mapping[str, Any]) -> LaunchedRun:
+        job = self._repository.get_reconstructable_job(job_name)
+        job_def = job.get_definition()
+        run = self._instance.create_run_for_job(
+            job_def=job_def, run_config=dict(run_config), tags={**partition_tags(partition_key), **tags},
+            remote_job_origin=RemoteJobOrigin(self._repository_origin, job_name), job_code_origin=job.get_python_origin(),
+        )
+        execute_run(job, run, self._instance, raise_on_error=False)
+        return self.outcome(run.run_id)
+
+    def outcome(self, run_id: str) -> LaunchedRun:
+        run = self._instance.get_run_by_id(run_id)
+        checks = tuple(
+            CheckVerdict(e.check_name, e.passed, e.description or "", dict(e.metadata))
+            for e in (r.event_log_entry.dagster_event.event_specific_data for r in self._instance.get_records_for_run(
+                run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records)
+        )
+        failure = ""
+        if run is None or not run.is_success:
+            failures = self._instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
+            if failures:
+                data = failures[0].event_log_entry.dagster_event.step_failure_data
+                failure = (data.user_failure_data.description if data.user_failure_data and data.user_failure_data.description
+                           else data.error.message.strip() if data.error else "")
+        return LaunchedRun(run_id, run is not None and run.is_success, checks, failure)
