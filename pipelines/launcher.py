@@ -11,6 +11,8 @@ of the resources, so a run's config page says what it measured.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,9 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from policyeval.errors import PolicyevalError
 
 REPOSITORY = "__repository__"  # the name Dagster gives the repository of a Definitions object
+HOST_TAG = "policyeval/host"
+PID_TAG = "policyeval/pid"  # the process that executes the run (this one)
+UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED]
 
 
 @dataclass(frozen=True)
@@ -82,11 +87,25 @@ class WorkspaceLauncher:
         job = self._repository.get_reconstructable_job(job_name)
         job_def = job.get_definition()
         run = self._instance.create_run_for_job(
-            job_def=job_def, run_config=dict(run_config), tags={**partition_tags(partition_key), **tags},
+            job_def=job_def, run_config=dict(run_config),
+            tags={**partition_tags(partition_key), **tags, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())},
             remote_job_origin=RemoteJobOrigin(self._repository_origin, job_name), job_code_origin=job.get_python_origin(),
         )
         execute_run(job, run, self._instance, raise_on_error=False)
         return self.outcome(run.run_id)
+
+    def fail_orphans(self) -> list[str]:
+        """Runs this command started on this machine whose process is gone (killed, crashed):
+        marked failed, their pool slots freed, so they hold nothing and block no later run."""
+        host = socket.gethostname()
+        failed = []
+        for run in self._instance.get_runs(dg.RunsFilter(statuses=UNFINISHED, tags={HOST_TAG: host})):
+            pid = int(run.tags.get(PID_TAG, "0") or 0)
+            if pid and not _alive(pid):
+                self._instance.report_run_failed(run, f"the process that executed this run (pid {pid}) is gone")
+                self._instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+                failed.append(run.run_id)
+        return failed
 
     def outcome(self, run_id: str) -> LaunchedRun:
         run = self._instance.get_run_by_id(run_id)
@@ -103,3 +122,16 @@ class WorkspaceLauncher:
                 failure = (data.user_failure_data.description if data.user_failure_data and data.user_failure_data.description
                            else data.error.message.strip() if data.error else "")
         return LaunchedRun(run_id, run is not None and run.is_success, checks, failure)
+
+
+def _alive(pid: int) -> bool:
+    """Is `pid` a live process other than this one (a dead run's pid may have been reused by us)?"""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

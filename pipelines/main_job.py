@@ -14,6 +14,7 @@ asks the model only for requests it has never answered.
 
 from __future__ import annotations
 
+import signal
 import time
 import warnings
 from contextlib import ExitStack
@@ -106,6 +107,8 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
     """Materialize everything that is stale, on the Dagster instance in $DAGSTER_HOME."""
     # Data versions and partition mappings are beta in Dagster 1.13, and used on purpose.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    # SIGTERM stops like Ctrl-C: the run in progress is marked failed, answers so far stay cached.
+    signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     home = ensure_dagster_home()
     # absolute: the runs execute in the code location's working directory
@@ -131,6 +134,8 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
     outcomes: list[PartitionOutcome] = []
     with dg.DagsterInstance.get() as instance, ExitStack() as stack:
         launcher = stack.enter_context(WorkspaceLauncher(instance, Path(workspace_file)))
+        for orphan in launcher.fail_orphans():
+            click.echo(f"run {orphan}: the process that executed it is gone; marked failed, its pool slots freed")
         config = _run_config(resources)
         _register(instance, POLICY_DIM, sorted(versions))
         _register(instance, CHECKPOINT_DIM, sorted(manifests))
@@ -185,6 +190,10 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
                 launcher.run("reports_job", key, {}, config)
 
     _report(outcomes, started, repo)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _grader_model_fingerprint(defs: dg.Definitions, key: str) -> str:
