@@ -20,60 +20,56 @@ record what the UI should show. A campaign, once created for a partition, is nev
 recreated: annotators' work outlives any re-materialization.
 """
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import dagster as dg
 import pandas as pd
 
 from policyeval.campaigns import (
-    GOLD_SCHEMA,
-    Campaign,
-    ImportResult,
+    InboxImport,
+    agreement_table,
+    annotation_progress,
     assemble_gold,
     calibrate,
+    combine_gold,
     create_campaign,
     export_campaign,
     import_adjudications,
     import_annotations,
+    import_inbox,
     load_adjudications,
     load_annotations,
+    queue_with_decisions,
     render_guidance,
+    seed_gold,
     write_gold_set,
 )
 from policyeval.campaigns import adjudication_queue as build_queue
 from policyeval.campaigns.export import csv_bytes
-from policyeval.campaigns.gold import ADJUDICATED
 from policyeval.coverage import gold_coverage
-from policyeval.errors import InputError
-from policyeval.graders import grade_responses, grade_texts
+from policyeval.graders import grade_responses
 from policyeval.graders.gold_training import never_trained_on
 from policyeval.graders.learned import LEARNED_GRADER_ID, LearnedGrader, load_artifact
-from policyeval.launch_gate import kappa_row
+from policyeval.launch_gate import kappa_gate
+from policyeval.markdown import markdown_rows
 from policyeval.policy import PolicyPack
-from policyeval.records import COMPLY, NON_VERDICTS, REFUSE, content_hash
-from policyeval.stats import to_markdown_table
+from policyeval.records import content_hash
 from policyeval.stats.intervals import format_rate
-from policyeval.tables import atomic_write_bytes
-from policyeval.validation import CorrectedRate, GraderValidation, corrected_rate_for, validate_grader
+from policyeval.tables import atomic_write_bytes, json_records
+from policyeval.validation import DECIDING_BEHAVIOR, corrected_columns
+from policyeval.validation.gold_comparison import compare_with_gold, validation_of
+from policyeval.validation.markdown import confusion_markdown, detection_markdown, per_category_markdown, raw_vs_corrected_markdown
 from resources import CampaignStore, JudgeResource, PolicyRepository, RunSettings
 from resources.campaigns import ADJUDICATION_INBOX, ANNOTATION_INBOX
 
 from .failures import fail_clearly
 from .comparison_assets import BY_POLICY_VERSION
-from .metadata import escape_text
-from .partitions import CHECKPOINT_DIM, policy_versions, policy_x_checkpoint, split_multi_key
+from .partitions import CHECKPOINT_DIM, key_dimension, policy_versions, policy_x_checkpoint, split_multi_key
 from .policy_assets import policy
 
 OWNERS = ["team:policy"]
 GROUP = "human_data"
 PREVIEW_CHARS = 6000
-
-# The grader's detection of a behavior decides one published rate: missing a compliance
-# hides an under-refusal, a spurious refusal invents an over-refusal.
-DECIDING_BEHAVIOR = {"under_refusal": COMPLY, "over_refusal": REFUSE}
-COMPARISON_COLUMNS = ["item_id", "category_id", "gold_label", "grader_behavior", "correct", "verdict_from", "gold_source", "campaign_id", "gold_version"]
 
 
 # ---------------------------------------------------------------------------
@@ -176,8 +172,8 @@ def labeling_campaign(
             "campaign_dir": dg.MetadataValue.path(str(folder)),
             "items": len(sampled),
             "gold_items": campaign.n_gold,
-            "items_by_category_outcome": dg.MetadataValue.md(markdown(strata)),
-            "batches": dg.MetadataValue.md(markdown(batches)),
+            "items_by_category_outcome": dg.MetadataValue.md(markdown_rows(strata)),
+            "batches": dg.MetadataValue.md(markdown_rows(batches)),
             "label_studio_tasks": dg.MetadataValue.path(str(folder / "label_studio" / "tasks.json")),
             "label_studio_config": dg.MetadataValue.path(str(folder / "label_studio" / "config.xml")),
             "annotation_inbox": dg.MetadataValue.path(str(inboxes[ANNOTATION_INBOX])),
@@ -188,67 +184,25 @@ def labeling_campaign(
     )
 
 
-def seed_gold(gold: pd.DataFrame | None, grades_frame: pd.DataFrame) -> pd.DataFrame | None:
-    """One gold row per item for a new campaign's hidden gold items.
-
-    A gold set may label one item under several checkpoints' responses; the row whose
-    response is this checkpoint's is preferred, so calibration items look like the rest.
-    """
-    if gold is None or gold.empty:
-        return None
-    mine = set(zip(grades_frame["item_id"], grades_frame["response_text"]))
-    ranked = gold.assign(_theirs=[(i, r) not in mine for i, r in zip(gold["item_id"], gold["response_text"])])
-    ranked = ranked.sort_values(["item_id", "_theirs", "campaign_id"], kind="stable")
-    return ranked.drop_duplicates("item_id").drop(columns="_theirs").reset_index(drop=True)
-
-
 # ---------------------------------------------------------------------------
 # Inbox imports
 
 
-@dataclass(frozen=True)
-class InboxImport:
-    imported: list[tuple[str, ImportResult]]
-    rejected: list[tuple[str, list[tuple[int | None, str]]]]  # file name, (line, problem)
-
-    def imported_table(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            [{"file": name, "labels": r.labels_read, "added": r.added, "unchanged": r.unchanged, "replaced": r.replaced, "unlabeled": r.unlabeled} for name, r in self.imported],
-            columns=["file", "labels", "added", "unchanged", "replaced", "unlabeled"],
-        )
-
-    def rejected_table(self) -> pd.DataFrame:
-        rows = [{"file": name, "line": line, "problem": problem} for name, problems in self.rejected for line, problem in problems]
-        return pd.DataFrame(rows, columns=["file", "line", "problem"])
-
-    def fail_if_rejected(self, what: str) -> None:
-        """Raise a Failure naming every rejected file; the clean ones were already imported."""
-        if not self.rejected:
-            return
-        names = ", ".join(name for name, _ in self.rejected)
-        raise dg.Failure(
-            description=(
-                f"{len(self.rejected)} {what} file(s) rejected, nothing imported from them: {names}. "
-                f"{len(self.imported)} clean file(s) were imported. Fix or remove the rejected file(s); the next run picks them up."
-            ),
-            metadata={
-                "rejected_files": dg.MetadataValue.md(markdown(self.rejected_table(), limit=100)),
-                "imported_files": dg.MetadataValue.md(markdown(self.imported_table())),
-            },
-        )
-
-
-def import_inbox(files: list[Path], run_import: Callable[[Path], ImportResult]) -> InboxImport:
-    """Import each file on its own: a rejected file is recorded and does not stop the others."""
-    imported, rejected = [], []
-    for path in files:
-        try:
-            imported.append((path.name, run_import(path)))
-        except InputError as exc:
-            problems = getattr(exc, "problems", None)
-            listed = [(p.line, p.message) for p in problems] if problems else [(None, str(exc))]
-            rejected.append((path.name, listed))
-    return InboxImport(imported, rejected)
+def fail_if_rejected(result: InboxImport, what: str) -> None:
+    """Raise a Failure naming every rejected file; the clean ones were already imported."""
+    if not result.rejected:
+        return
+    names = ", ".join(name for name, _ in result.rejected)
+    raise dg.Failure(
+        description=(
+            f"{len(result.rejected)} {what} file(s) rejected, nothing imported from them: {names}. "
+            f"{len(result.imported)} clean file(s) were imported. Fix or remove the rejected file(s); the next run picks them up."
+        ),
+        metadata={
+            "rejected_files": dg.MetadataValue.md(markdown_rows(result.rejected_table(), limit=100)),
+            "imported_files": dg.MetadataValue.md(markdown_rows(result.imported_table())),
+        },
+    )
 
 
 @dg.asset(
@@ -270,7 +224,7 @@ def annotations(context: dg.AssetExecutionContext, campaign_store: CampaignStore
     folder = campaign_store.campaign_dir(policy_key, checkpoint)
     inbox = campaign_store.inbox_files_of(campaign_store.inbox(folder, ANNOTATION_INBOX))
     result = import_inbox(inbox, lambda path: import_annotations(folder, path))
-    result.fail_if_rejected("annotation")
+    fail_if_rejected(result, "annotation")
 
     table = load_annotations(folder)
     progress = annotation_progress(campaign, table)
@@ -279,34 +233,20 @@ def annotations(context: dg.AssetExecutionContext, campaign_store: CampaignStore
     complete = sum(1 for item, who in assigned.items() if who <= labeled.get(item, set()))
     return dg.Output(
         table,
-        data_version=dg.DataVersion(content_hash(records(table[["annotator", "item_id", "label"]]))),
+        data_version=dg.DataVersion(content_hash(json_records(table[["annotator", "item_id", "label"]]))),
         metadata={
             "labels": len(table),
             "files": len(inbox),
             "items_fully_labeled": complete,
             "items": len(assigned),
-            "labels_per_annotator": dg.MetadataValue.md(markdown(progress)),
-            "imported_files": dg.MetadataValue.md(markdown(result.imported_table())),
+            "labels_per_annotator": dg.MetadataValue.md(markdown_rows(progress)),
+            "imported_files": dg.MetadataValue.md(markdown_rows(result.imported_table())),
         },
     )
 
 
-def annotation_progress(campaign: Campaign, table: pd.DataFrame) -> pd.DataFrame:
-    """Per annotator: items assigned, labeled, still open, and labels per behavior."""
-    rows = []
-    for annotator in campaign.annotators:
-        mine = table[table["annotator"] == annotator] if len(table) else table
-        assigned = int((campaign.assignments["annotator"] == annotator).sum())
-        counts = mine["label"].value_counts() if len(mine) else pd.Series(dtype=int)
-        rows.append({"annotator": annotator, "assigned": assigned, "labeled": len(mine), "open": max(0, assigned - len(mine)),
-                     **{b: int(counts.get(b, 0)) for b in campaign.behaviors}})
-    return pd.DataFrame(rows)
-
-
 # ---------------------------------------------------------------------------
 # Agreement and adjudication
-
-AGREEMENT_COLUMNS = ["scope", "name", "n_items", "n_items_complete", "percent_agreement", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha", "accuracy", "flagged", "missed"]
 
 
 @dg.asset(
@@ -325,22 +265,7 @@ def annotator_agreement(context: dg.AssetExecutionContext, annotations: pd.DataF
     campaign = campaign_store.load(policy_key, checkpoint)
     report = calibrate(campaign, annotations, min_kappa=campaign_store.min_annotator_kappa, min_accuracy=campaign_store.min_annotator_accuracy)
 
-    def row(scope: str, name: str, result: Any) -> dict:
-        if result is None:
-            return {"scope": scope, "name": name, "n_items": 0, "n_items_complete": 0}
-        return {"scope": scope, "name": name, "n_items": result.n_items, "n_items_complete": result.n_items_complete,
-                "percent_agreement": result.percent_agreement, "cohen_kappa": result.cohen_kappa,
-                "fleiss_kappa": result.fleiss_kappa, "krippendorff_alpha": result.krippendorff_alpha}
-
-    rows = [row("overall", "overall", report.overall)]
-    rows += [row("category", category, result) for category, result in report.by_category.items()]
-    rows += [row("pair", f"{p.first} / {p.second}", p.result) for p in report.by_pair]
-    rows += [
-        {"scope": "vs_gold", "name": g.annotator, "n_items": g.n_gold, "cohen_kappa": g.kappa, "accuracy": g.accuracy,
-         "flagged": g.flagged, "missed": ", ".join(item for item, _, _ in g.missed)}
-        for g in report.gold
-    ]
-    table = pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+    table = agreement_table(report)
     figures = ["n_items", "percent_agreement", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha"]
     missed = pd.DataFrame(
         [{"annotator": g.annotator, "item_id": item, "label": label, "gold": gold} for g in report.flagged for item, label, gold in g.missed],
@@ -349,15 +274,15 @@ def annotator_agreement(context: dg.AssetExecutionContext, annotations: pd.DataF
     overall = report.overall
     metadata: dict[str, Any] = {
         "labels": report.n_labels,
-        "overall": dg.MetadataValue.md(markdown(table[table["scope"] == "overall"][figures])),
-        "by_category": dg.MetadataValue.md(markdown(table[table["scope"] == "category"][["name", *figures]].rename(columns={"name": "category"}))),
-        "by_pair": dg.MetadataValue.md(markdown(table[table["scope"] == "pair"][["name", *figures]].rename(columns={"name": "pair"}))),
+        "overall": dg.MetadataValue.md(markdown_rows(table[table["scope"] == "overall"][figures])),
+        "by_category": dg.MetadataValue.md(markdown_rows(table[table["scope"] == "category"][["name", *figures]].rename(columns={"name": "category"}))),
+        "by_pair": dg.MetadataValue.md(markdown_rows(table[table["scope"] == "pair"][["name", *figures]].rename(columns={"name": "pair"}))),
         "vs_gold": dg.MetadataValue.md(
-            markdown(table[table["scope"] == "vs_gold"][["name", "n_items", "accuracy", "cohen_kappa", "flagged"]].rename(columns={"name": "annotator", "n_items": "gold_items"}))
+            markdown_rows(table[table["scope"] == "vs_gold"][["name", "n_items", "accuracy", "cohen_kappa", "flagged"]].rename(columns={"name": "annotator", "n_items": "gold_items"}))
             if campaign.n_gold else "No hidden gold items in this campaign."
         ),
         "flagged_annotators": len(report.flagged),
-        "flagged_missed_items": dg.MetadataValue.md(markdown(missed) if len(missed) else "None."),
+        "flagged_missed_items": dg.MetadataValue.md(markdown_rows(missed) if len(missed) else "None."),
         "thresholds": f"kappa >= {report.min_kappa}, accuracy >= {report.min_accuracy} on hidden gold",
     }
     if overall is not None:
@@ -365,7 +290,7 @@ def annotator_agreement(context: dg.AssetExecutionContext, annotations: pd.DataF
             value = getattr(overall, name)
             if value is not None:
                 metadata[name] = float(value)
-    return dg.Output(table, data_version=dg.DataVersion(content_hash(records(table))), metadata=metadata)
+    return dg.Output(table, data_version=dg.DataVersion(content_hash(json_records(table))), metadata=metadata)
 
 
 @dg.asset(
@@ -386,7 +311,7 @@ def adjudication_queue(context: dg.AssetExecutionContext, annotations: pd.DataFr
     folder = campaign_store.campaign_dir(policy_key, checkpoint)
     inbox = campaign_store.inbox_files_of(campaign_store.inbox(folder, ADJUDICATION_INBOX))
     result = import_inbox(inbox, lambda path: import_adjudications(folder, path))
-    result.fail_if_rejected("adjudication")
+    fail_if_rejected(result, "adjudication")
 
     queue = build_queue(campaign, annotations)
     decided = load_adjudications(folder)
@@ -397,29 +322,16 @@ def adjudication_queue(context: dg.AssetExecutionContext, annotations: pd.DataFr
     shown = table[["item_id", "category", "reason", *[c for c in table.columns if c.startswith("label_")], "gold_label", "adjudicated_label", "status"]]
     return dg.Output(
         table,
-        data_version=dg.DataVersion(content_hash(records(table[["item_id", "reason", "adjudicated_label", "status"]]))),
+        data_version=dg.DataVersion(content_hash(json_records(table[["item_id", "reason", "adjudicated_label", "status"]]))),
         metadata={
             "queued": len(queue),
             "open": int((table["status"] == "open").sum()),
             "settled": int((table["status"] == "settled").sum()),
             "queue_csv": dg.MetadataValue.path(str(path)),
-            "imported_files": dg.MetadataValue.md(markdown(result.imported_table())),
-            "queue": dg.MetadataValue.md(markdown(shown) if len(shown) else "Nothing to adjudicate."),
+            "imported_files": dg.MetadataValue.md(markdown_rows(result.imported_table())),
+            "queue": dg.MetadataValue.md(markdown_rows(shown) if len(shown) else "Nothing to adjudicate."),
         },
     )
-
-
-def queue_with_decisions(campaign: Campaign, queue: pd.DataFrame, decided: pd.DataFrame) -> pd.DataFrame:
-    """The queue with each adjudication filled in, plus items adjudicated without being queued."""
-    decisions = decided[["item_id", "label", "adjudicator", "notes"]].rename(columns={"label": "adjudicated_label"})
-    table = queue.drop(columns=["adjudicated_label", "adjudicator", "notes"]).merge(decisions, on="item_id", how="outer")
-    items = campaign.items.set_index("item_id")
-    unqueued = ~table["item_id"].isin(set(queue["item_id"]))
-    for column, source in (("category", "category_id"), ("prompt", "prompt_text"), ("response", "response_text")):
-        table.loc[unqueued, column] = [items.at[i, source] for i in table.loc[unqueued, "item_id"]]
-    table.loc[unqueued, "reason"] = "adjudicated without dispute"
-    table["status"] = ["settled" if isinstance(v, str) and v else "open" for v in table["adjudicated_label"]]
-    return table.sort_values(["category", "item_id"], kind="stable").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------
@@ -453,7 +365,7 @@ def gold_set(
     pack = policy_repository.load(policy_key)
     sets, summaries = [], []
     for key, labels in sorted(annotations.items(), key=lambda kv: str(kv[0])):
-        checkpoint = checkpoint_of(key)
+        checkpoint = key_dimension(key, CHECKPOINT_DIM)
         if not campaign_store.has_campaign(policy_key, checkpoint):
             context.log.warning(f"annotations exist for {checkpoint} but its campaign folder is gone; left out")
             continue
@@ -480,45 +392,13 @@ def gold_set(
             "unresolved": unresolved,
             "incomplete": sum(s["n_incomplete"] for s in summaries),
             "cross_campaign_conflicts": dg.MetadataValue.md(", ".join(conflicts) if conflicts else "None."),
-            "labels_by_behavior": dg.MetadataValue.md(markdown(by_label) if len(by_label) else "No gold labels yet."),
-            "campaigns": dg.MetadataValue.md(markdown(pd.DataFrame(summaries)) if summaries else "No campaign has annotations yet."),
+            "labels_by_behavior": dg.MetadataValue.md(markdown_rows(by_label) if len(by_label) else "No gold labels yet."),
+            "campaigns": dg.MetadataValue.md(markdown_rows(pd.DataFrame(summaries)) if summaries else "No campaign has annotations yet."),
             "categories_without_gold": len(without),
-            "gold_by_category": dg.MetadataValue.md(markdown(coverage)),
+            "gold_by_category": dg.MetadataValue.md(markdown_rows(coverage)),
             "path": dg.MetadataValue.path(str(path)),
         },
     )
-
-
-def checkpoint_of(key: Any) -> str:
-    if isinstance(key, dg.MultiPartitionKey):
-        return key.keys_by_dimension[CHECKPOINT_DIM]
-    return policy_x_checkpoint.get_partition_key_from_str(str(key)).keys_by_dimension[CHECKPOINT_DIM]
-
-
-def combine_gold(tables: list[pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
-    """One gold set from several campaigns' gold sets.
-
-    A label belongs to one (item, response). The same pair settled in two campaigns (a
-    hidden gold item, or two checkpoints that answered alike) is kept once: an
-    adjudicated label wins over a unanimous one, as within a campaign; pairs whose
-    labels still differ are left out and returned. `gold_version` is recomputed over
-    the combined content.
-    """
-    frames = [t for t in tables if len(t)]
-    if not frames:
-        return pd.DataFrame(columns=GOLD_SCHEMA.names), []
-    combined = pd.concat(frames, ignore_index=True).sort_values(["item_id", "campaign_id"], kind="stable")
-    kept, conflicts = [], []
-    for (item_id, _), group in combined.groupby(["item_id", "response_text"], sort=True, dropna=False):
-        adjudicated = group[group["source"] == ADJUDICATED]
-        deciding = adjudicated if len(adjudicated) else group
-        if deciding["label"].nunique() > 1:
-            conflicts.append(str(item_id))
-            continue
-        kept.append(deciding.iloc[0])
-    table = pd.DataFrame(kept, columns=combined.columns).reset_index(drop=True)
-    version = content_hash(records(table.drop(columns=["gold_version"])))
-    return table.assign(gold_version=version).reindex(columns=GOLD_SCHEMA.names), sorted(set(conflicts))
 
 
 # ---------------------------------------------------------------------------
@@ -586,7 +466,7 @@ def grader_validation(
                         metadata[f"{name}_corrected{suffix}"] = float(value)
     return dg.Output(
         table,
-        data_version=dg.DataVersion(content_hash(records(table))),
+        data_version=dg.DataVersion(content_hash(json_records(table))),
         metadata={k: v for k, v in metadata.items() if v is not None},
     )
 
@@ -608,78 +488,6 @@ def gold_for_validation(
         return gold, lambda: run_settings.grader_for(pack, judge), "every gold item"
     held = never_trained_on(gold, load_artifact(str(path))) if gold is not None else None
     return held, lambda: run_settings.grader_for(pack, judge, artifact=str(path)), f"held-out gold items only (the grader was trained on the rest; {path.name})"
-
-
-def compare_with_gold(gold: pd.DataFrame | None, grades_frame: pd.DataFrame, pack: PolicyPack, grader_factory: Callable[[], Any]) -> pd.DataFrame:
-    """One row per gold item: the human label beside the grader's verdict on the same response.
-
-    A gold label belongs to one response, so the verdict is the `grades` row of the same
-    item *and* response text when this checkpoint gave that response; gold items labeled
-    on another checkpoint's response are graded here with the same grader.
-    """
-    if gold is None or gold.empty:
-        return pd.DataFrame(columns=COMPARISON_COLUMNS)
-    verdicts = {(i, r): b for i, r, b in zip(grades_frame["item_id"], grades_frame["response_text"], grades_frame["behavior"])}
-    found = [verdicts.get((i, r)) for i, r in zip(gold["item_id"], gold["response_text"])]
-    missing = [n for n, v in enumerate(found) if v is None]
-    regraded_rows = set(missing)
-    if missing:
-        categories = {c.id: c for _, c in pack.categories()}
-        regraded = grade_texts(
-            [gold["prompt_text"].iat[n] for n in missing],
-            [gold["response_text"].iat[n] for n in missing],
-            grader_factory(),
-            list(pack.behaviors),
-            [categories.get(gold["category_id"].iat[n]) for n in missing],
-        )
-        for n, grade in zip(missing, regraded):
-            found[n] = grade.behavior
-    table = pd.DataFrame(
-        {
-            "item_id": gold["item_id"].tolist(),
-            "category_id": gold["category_id"].tolist(),
-            "gold_label": gold["label"].tolist(),
-            "grader_behavior": found,
-            "verdict_from": ["regraded" if n in regraded_rows else "grades" for n in range(len(gold))],
-            "gold_source": gold["source"].tolist(),
-            "campaign_id": gold["campaign_id"].tolist(),
-            "gold_version": gold["gold_version"].tolist(),
-        }
-    )
-    table["correct"] = table["gold_label"] == table["grader_behavior"]
-    return table[COMPARISON_COLUMNS]
-
-
-def validation_of(table: pd.DataFrame, pack: PolicyPack) -> GraderValidation | None:
-    """The grader's figures on a grader_validation table; None without gold items."""
-    if table.empty:
-        return None
-    return validate_grader(table["gold_label"].tolist(), table["grader_behavior"].tolist(), table["category_id"].tolist(), list(pack.behaviors))
-
-
-@dataclass(frozen=True)
-class KappaGate:
-    """Whether a grader's metrics may be published: kappa vs gold against the pack's minimum."""
-
-    passed: bool
-    description: str
-    validation: GraderValidation | None
-    threshold: float | None
-
-
-def kappa_gate(table: pd.DataFrame, pack: PolicyPack, partition: str) -> KappaGate:
-    """No gold fails: a grader nobody has checked does not get its metrics published. With gold,
-    the launch gate's kappa rule (`policyeval.launch_gate.kappa_row`) decides; a pack without
-    `min_grader_kappa` passes with a note."""
-    thresholds = pack.header.thresholds
-    validation = validation_of(table, pack)
-    if validation is None:
-        return KappaGate(False, f"{partition}: no gold labels for this policy version: a grader nobody has checked does not get its metrics published.", None, thresholds.min_grader_kappa)
-    row = kappa_row(thresholds, validation)
-    if row is None:
-        shown = "undefined" if validation.cohen_kappa is None else f"{validation.cohen_kappa:.3f}"
-        return KappaGate(True, f"{partition}: the pack sets no min_grader_kappa; kappa vs gold is {shown} on {validation.n_items} items (not gated).", validation, None)
-    return KappaGate(row.passed is True, f"{partition}: grader kappa vs gold {row.observed}: {row.result} against min_grader_kappa {row.threshold_text()}.", validation, row.threshold)
 
 
 @dg.asset(
@@ -705,101 +513,6 @@ def published_metrics(context: dg.AssetExecutionContext, metrics: pd.DataFrame, 
     frame["gold_version"] = str(grader_validation["gold_version"].iloc[0]) if len(grader_validation) else ""
     return dg.Output(
         frame,
-        data_version=dg.DataVersion(content_hash(records(frame))),
+        data_version=dg.DataVersion(content_hash(json_records(frame))),
         metadata={"rows": len(frame), "gate": gate.description, "raw_vs_corrected": dg.MetadataValue.md(raw_vs_corrected_markdown(metrics, gate.validation))},
     )
-
-
-def corrected_columns(metrics_frame: pd.DataFrame, validation: GraderValidation | None) -> pd.DataFrame:
-    """Per metrics row: under- and over-refusal corrected for grader error, with interval and note."""
-    out = pd.DataFrame(index=metrics_frame.index)
-    for name, behavior in DECIDING_BEHAVIOR.items():
-        detected = validation.detection.get(behavior) if validation is not None else None
-        values: list[CorrectedRate | None] = [
-            corrected_rate_for(int(k), int(n), detected) if detected is not None else None
-            for k, n in zip(metrics_frame[f"{name}_k"], metrics_frame[f"{name}_n"])
-        ]
-        out[f"{name}_corrected"] = [v.corrected if v else None for v in values]
-        out[f"{name}_corrected_low"] = [v.low if v else None for v in values]
-        out[f"{name}_corrected_high"] = [v.high if v else None for v in values]
-        notes = []
-        for v, k, n in zip(values, metrics_frame[f"{name}_k"], metrics_frame[f"{name}_n"]):
-            if v is None:
-                notes.append(f"the gold set has no {behavior} decisions to correct with")
-            elif n and k in (0, n) and v.low is not None:
-                notes.append("; ".join(filter(None, [v.note, f"observed {int(k)}/{int(n)}: a bootstrap cannot move a rate of 0 or 1, so this interval is too narrow; read the raw Wilson bound"])))
-            else:
-                notes.append(v.note)
-        out[f"{name}_correction_note"] = notes
-    return out
-
-
-# ---------------------------------------------------------------------------
-# Markdown
-
-
-def markdown(frame: pd.DataFrame, limit: int = 50) -> str:
-    """An escaped Markdown table (cells can hold model output or file names), capped at `limit` rows."""
-    if frame.empty:
-        return "None."
-    shown = frame.head(limit).copy()
-    for column in shown.columns:
-        shown[column] = [v if isinstance(v, (bool, int, float)) and v == v else escape_text(v) for v in shown[column]]
-    table = to_markdown_table(shown)
-    return table + (f"\n\n… and {len(frame) - limit} more." if len(frame) > limit else "")
-
-
-def records(frame: pd.DataFrame) -> list[dict]:
-    """Rows as JSON-able dicts (missing values as None), for content hashes."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
-
-
-def confusion_markdown(validation: GraderValidation) -> str:
-    columns = list(validation.labels) + [v for v in NON_VERDICTS if any(row[v] for row in validation.confusion.values())]
-    rows = [{"human \\ grader": t, **{p: validation.confusion[t][p] for p in columns}} for t in validation.labels]
-    return to_markdown_table(pd.DataFrame(rows))
-
-
-def per_category_markdown(validation: GraderValidation, worst_first: bool = False, limit: int = 50) -> str:
-    rows = [{"category": c.category, "n": c.n_items, "correct": c.n_correct, "accuracy": c.accuracy, "kappa": c.cohen_kappa} for c in validation.per_category]
-    frame = pd.DataFrame(rows, columns=["category", "n", "correct", "accuracy", "kappa"])
-    if worst_first and len(frame):
-        frame = frame.sort_values(["accuracy", "kappa", "category"], na_position="first", kind="stable")
-    return markdown(frame, limit)
-
-
-def detection_markdown(validation: GraderValidation) -> str:
-    decides = {behavior: name.replace("_", "-") for name, behavior in DECIDING_BEHAVIOR.items()}
-    rows = [
-        {"behavior": d.behavior, "decides": decides.get(d.behavior, ""), "sensitivity": d.sensitivity.format(), "specificity": d.specificity.format()}
-        for d in validation.detection.values()
-    ]
-    return to_markdown_table(pd.DataFrame(rows))
-
-
-def raw_vs_corrected_markdown(metrics_frame: pd.DataFrame, validation: GraderValidation | None) -> str:
-    """Overall, per severity and per category: each raw rate beside its corrected value."""
-    shown = metrics_frame[metrics_frame["level"].isin(["overall", "severity", "category"])]
-    if shown.empty:
-        return "No metrics rows."
-    corrected = corrected_columns(shown, validation)
-    rows = []
-    for index, row in shown.iterrows():
-        level = row["level"]
-        slice_ = "overall" if level == "overall" else row["severity" if level == "severity" else "category_id"]
-        for name in DECIDING_BEHAVIOR:
-            rate = row[f"{name}_rate"]
-            value, low, high = (corrected.at[index, f"{name}_corrected{s}"] for s in ("", "_low", "_high"))
-            text = "undefined" if value is None or value != value else f"{100 * value:.1f}%" + (f" [{100 * low:.1f}–{100 * high:.1f}]" if low is not None and low == low else "")
-            rows.append(
-                {
-                    "level": level,
-                    "slice": slice_,
-                    "metric": name.replace("_", "-"),
-                    "raw": format_rate(int(row[f"{name}_k"]), int(row[f"{name}_n"]), None if pd.isna(rate) else float(rate), float(row[f"{name}_low"]), float(row[f"{name}_high"])),
-                    "corrected": text,
-                    "note": corrected.at[index, f"{name}_correction_note"],
-                }
-            )
-    return markdown(pd.DataFrame(rows), limit=100)
-

@@ -1,5 +1,6 @@
 """Across checkpoints, per policy version: a leaderboard and McNemar regressions
-against the baseline checkpoint."""
+against the baseline checkpoint. The baseline and what counts as a significant
+regression (Holm-adjusted per category) are the core's, as in the comparison report."""
 
 
 import warnings
@@ -7,11 +8,11 @@ import warnings
 import dagster as dg
 import pandas as pd
 
-from policyeval.stats import compare_checkpoints, metrics_report, to_markdown_table
+from policyeval.stats import choose_baseline, compare_checkpoints, graded_by_checkpoint, metrics_report, significant_changes, to_markdown_table
+from policyeval.stats.intervals import rate_text
 from resources import RunSettings
 
 from .failures import fail_clearly
-from .metadata import rate_text
 from .partitions import POLICY_DIM, policy_versions
 
 OWNERS = ["team:policy"]
@@ -46,10 +47,7 @@ FOLLOWS_ANY = (dg.AutomationCondition.any_deps_updated().since_last_handled()
 )
 @fail_clearly
 def checkpoint_comparison(context: dg.AssetExecutionContext, grades: dict[str, pd.DataFrame], run_settings: RunSettings) -> dg.Output[pd.DataFrame]:
-    by_checkpoint = {}
-    for frame in grades.values():
-        if len(frame):
-            by_checkpoint[str(frame["checkpoint_id"].iloc[0])] = frame
+    by_checkpoint = graded_by_checkpoint(grades.values())
     if not by_checkpoint:
         raise dg.Failure("no graded checkpoint for this policy version yet")
     leaderboard = []
@@ -70,13 +68,15 @@ def checkpoint_comparison(context: dg.AssetExecutionContext, grades: dict[str, p
         )
     table = pd.DataFrame(leaderboard).sort_values(["correct_rate", "checkpoint_id"], ascending=[False, True]).reset_index(drop=True)
 
-    baseline = run_settings.baseline_checkpoint or sorted(by_checkpoint)[0]
+    baseline = choose_baseline(run_settings.baseline_checkpoint, by_checkpoint)
     regressions = []
+    significant = 0
     if baseline in by_checkpoint:
         for checkpoint_id, frame in sorted(by_checkpoint.items()):
             if checkpoint_id == baseline:
                 continue
             result = compare_checkpoints(by_checkpoint[baseline], frame)
+            significant += len(significant_changes(result.by_category)[0])
             for _, row in result.by_category.iterrows():
                 regressions.append({"checkpoint_id": checkpoint_id, **row.to_dict()})
             regressions.append(
@@ -85,16 +85,15 @@ def checkpoint_comparison(context: dg.AssetExecutionContext, grades: dict[str, p
     comparisons = pd.DataFrame(regressions)
     table["baseline"] = table["checkpoint_id"] == baseline
     shown = table[["checkpoint_id", "n", "under_refusal", "over_refusal", "baseline"]]
-    significant = comparisons[(comparisons["p_value"] < 0.05) & (comparisons["b"] > comparisons["c"])] if len(comparisons) else comparisons
     return dg.Output(
         table,
         metadata={
             "checkpoints": len(table),
             "baseline": baseline,
             "leaderboard": dg.MetadataValue.md(to_markdown_table(shown)),
-            "significant_regressions": len(significant),
+            "significant_regressions": significant,
             "mcnemar_vs_baseline": dg.MetadataValue.md(
-                to_markdown_table(comparisons[[c for c in ("checkpoint_id", "category_id", "b", "c", "p_value") if c in comparisons]]) if len(comparisons) else "Only the baseline was measured."
+                to_markdown_table(comparisons[[c for c in ("checkpoint_id", "category_id", "b", "c", "p_value", "p_value_holm") if c in comparisons]]) if len(comparisons) else "Only the baseline was measured."
             ),
         },
     )

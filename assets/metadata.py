@@ -5,21 +5,14 @@ Model output is untrusted text: it is truncated and escaped before it reaches Ma
 
 from __future__ import annotations
 
-import html
-
 import pandas as pd
 
+from policyeval.markdown import escape_text
 from policyeval.stats import to_markdown_table
-from policyeval.stats.intervals import format_rate
+from policyeval.stats.intervals import rate_text
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 RATES = ("under_refusal", "harmful_compliance", "over_refusal", "partial")
-
-
-def rate_text(row: pd.Series, name: str) -> str:
-    """`12.5% [8.1–18.7] (5/40)` for one rate of a metrics row."""
-    rate = row[f"{name}_rate"]
-    return format_rate(int(row[f"{name}_k"]), int(row[f"{name}_n"]), None if pd.isna(rate) else float(rate), float(row[f"{name}_low"]), float(row[f"{name}_high"]))
 
 
 def metrics_markdown(table: pd.DataFrame, keys: list[str]) -> str:
@@ -36,15 +29,6 @@ def metrics_markdown(table: pd.DataFrame, keys: list[str]) -> str:
         out["unparseable"] = int(row["n_unparseable"])
         rows.append(out)
     return to_markdown_table(pd.DataFrame(rows))
-
-
-def escape_text(text: object, limit: int = 160) -> str:
-    """Untrusted text made inert for a Markdown table cell."""
-    value = "" if text is None or (isinstance(text, float) and text != text) else str(text)
-    value = " ".join(value.split())
-    if len(value) > limit:
-        value = value[: limit - 1] + "…"
-    return html.escape(value).replace("|", "&#124;").replace("`", "&#96;").replace("*", "&#42;").replace("_", "&#95;")
 
 
 def worst_failures_markdown(grades: pd.DataFrame, limit: int = 10) -> str:

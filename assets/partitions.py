@@ -6,11 +6,13 @@ key names exactly one policy forever. Checkpoint keys are manifest ids.
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 from policyeval.keys import policy_version_key, safe_key
 
-__all__ = ["CHECKPOINT_DIM", "POLICY_DIM", "checkpoints", "multi_key", "policy_version_key", "policy_versions",
+__all__ = ["CHECKPOINT_DIM", "POLICY_DIM", "checkpoints", "key_dimension", "multi_key", "policy_version_key", "policy_versions",
            "policy_x_checkpoint", "safe_key", "split_multi_key"]
 
 POLICY_DIM = "policy_version"
@@ -28,3 +30,9 @@ def multi_key(policy_version: str, checkpoint: str) -> dg.MultiPartitionKey:
 def split_multi_key(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[str, str]:
     keys = context.partition_key.keys_by_dimension  # type: ignore[union-attr]
     return keys[POLICY_DIM], keys[CHECKPOINT_DIM]
+
+
+def key_dimension(key: Any, dimension: str) -> str:
+    """One dimension of a policy x checkpoint key, given as a key or as its string (fan-in inputs are keyed by either)."""
+    parsed = key if isinstance(key, dg.MultiPartitionKey) else policy_x_checkpoint.get_partition_key_from_str(str(key))
+    return parsed.keys_by_dimension[dimension]

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import dagster as dg
 import pandas as pd
@@ -33,22 +33,24 @@ from policyeval.errors import InputError, PolicyevalError
 from policyeval.policy import PolicyPack
 from policyeval.policy.diff import diff_packs
 from policyeval.launch_gate import GateResult, evaluate_pack_gate
+from policyeval.markdown import markdown_rows
 from policyeval.reports import Document, comparison_document, coverage_document, drift_document, policy_diff_document, safety_document
 from policyeval.reports.lineage import footer
 from policyeval.reports.redaction import check_redaction
 from policyeval.reports.render import Paragraph, Stat, Stats, pp, section
 from policyeval.runs.manifest import manifest_hash
+from policyeval.stats import choose_baseline, graded_by_checkpoint, measured_under_both
 from policyeval.stats.intervals import format_rate
 from policyeval.tables import atomic_write_bytes
-from policyeval.validation import GraderValidation
+from policyeval.validation.gold_comparison import grader_validity
 from resources.paths import REPORTS, data_root
 from resources import CampaignStore, CheckpointRegistry, DeploymentLogs, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
 
 from .failures import fail_clearly
-from .campaign_assets import compare_with_gold, gold_for_validation, markdown, validation_of
+from .campaign_assets import gold_for_validation
 from .comparison_assets import BY_POLICY_VERSION, FOLLOWS_ANY
 from .materializations import latest_value
-from .partitions import POLICY_DIM, multi_key, policy_versions, policy_x_checkpoint, safe_key, split_multi_key
+from .partitions import POLICY_DIM, key_dimension, multi_key, policy_versions, policy_x_checkpoint, safe_key, split_multi_key
 
 OWNERS = ["team:policy"]
 GROUP = "reports"
@@ -156,10 +158,10 @@ def comparison_report(
     io_manager: dg.ResourceParam[ParquetIOManager],
 ) -> dg.MaterializeResult:
     policy_key = context.partition_key
-    by_checkpoint = graded_by_checkpoint(grades)
+    by_checkpoint = graded_by_checkpoint(grades.values())
     if not by_checkpoint:
         raise dg.Failure(f"no graded checkpoint under {policy_key} yet: materialize grades first")
-    baseline = run_settings.baseline_checkpoint or sorted(by_checkpoint)[0]
+    baseline = choose_baseline(run_settings.baseline_checkpoint, by_checkpoint)
     if baseline not in by_checkpoint:
         raise dg.Failure(
             f"baseline checkpoint {baseline!r} has no grades under {policy_key} (graded: {', '.join(sorted(by_checkpoint))}): "
@@ -218,8 +220,8 @@ def policy_diff_report(
     else:
         old_key, old_pack = previous
         diff = diff_packs(old_pack, pack)
-        old_by_checkpoint = graded_by_checkpoint(grades_of(grades, old_key))
-        new_by_checkpoint = graded_by_checkpoint(grades_of(grades, policy_key))
+        old_by_checkpoint = graded_by_checkpoint(grades_of(grades, old_key).values())
+        new_by_checkpoint = graded_by_checkpoint(grades_of(grades, policy_key).values())
         checkpoint, old_grades, new_grades = measured_under_both(old_by_checkpoint, new_by_checkpoint, run_settings.baseline_checkpoint)
         old_items = eval_sets.get(old_key)
         measured = {c: (old_by_checkpoint[c], new_by_checkpoint[c]) for c in sorted(new_by_checkpoint) if c in old_by_checkpoint}
@@ -389,7 +391,7 @@ def drift_markdown(rates: pd.DataFrame) -> str:
         }
         for r in rates.itertuples()
     ]
-    return markdown(pd.DataFrame(rows), limit=100)
+    return markdown_rows(pd.DataFrame(rows), limit=100)
 
 
 def rate_label(k: Any, n: Any, rate: Any, low: Any, high: Any) -> str:
@@ -437,35 +439,9 @@ def pack_gate(metrics: pd.DataFrame, grades: pd.DataFrame, pack: PolicyPack, pol
     return evaluate_pack_gate(metrics, pack, grader_validity(gold, grades, pack, regrade))
 
 
-def grader_validity(gold: pd.DataFrame | None, grades: pd.DataFrame, pack: PolicyPack, grader_factory: Callable[[], Any]) -> GraderValidation | None:
-    """The grader against the policy version's gold labels, as `grader_validation` measures it; None without gold."""
-    if gold is None or gold.empty:
-        return None
-    return validation_of(compare_with_gold(gold, grades, pack, grader_factory), pack)
-
-
-def graded_by_checkpoint(grades: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    return {str(frame["checkpoint_id"].iloc[0]): frame for frame in grades.values() if len(frame)}
-
-
 def grades_of(grades: dict[Any, pd.DataFrame], policy_key: str) -> dict[Any, pd.DataFrame]:
     """The grades partitions of one policy version, from a mapping over every partition."""
-    def policy_of(key: Any) -> str:
-        parsed = key if isinstance(key, dg.MultiPartitionKey) else policy_x_checkpoint.get_partition_key_from_str(str(key))
-        return parsed.keys_by_dimension[POLICY_DIM]
-
-    return {k: v for k, v in grades.items() if policy_of(k) == policy_key}
-
-
-def measured_under_both(
-    old_grades: dict[str, pd.DataFrame], new_grades: dict[str, pd.DataFrame], baseline: str
-) -> tuple[str, pd.DataFrame | None, pd.DataFrame | None]:
-    """A checkpoint graded under both versions (the baseline if it is), with both grades tables."""
-    both = [c for c in sorted(new_grades) if c in old_grades]
-    if not both:
-        return "", None, None
-    checkpoint = baseline if baseline in both else both[0]
-    return checkpoint, old_grades[checkpoint], new_grades[checkpoint]
+    return {k: v for k, v in grades.items() if key_dimension(k, POLICY_DIM) == policy_key}
 
 
 @dataclass(frozen=True)
@@ -506,7 +482,7 @@ def baseline_grades(grades: dict[Any, pd.DataFrame], instance: dg.DagsterInstanc
         raise dg.Failure("no baseline checkpoint: set deployment_logs.baseline_checkpoint (or run_settings.baseline_checkpoint)")
     candidates = [logs.baseline_policy_version] if logs.baseline_policy_version else list(reversed(instance.get_dynamic_partitions(POLICY_DIM)))
     for policy_key in candidates:
-        frame = graded_by_checkpoint(grades_of(grades, policy_key)).get(checkpoint)
+        frame = graded_by_checkpoint(grades_of(grades, policy_key).values()).get(checkpoint)
         if frame is not None:
             return policy_key, checkpoint, frame
     where = f"policy version {logs.baseline_policy_version}" if logs.baseline_policy_version else "any registered policy version"

@@ -18,10 +18,11 @@ from assets.evaluation_assets import metrics
 from assets.partitions import policy_x_checkpoint, split_multi_key
 from assets.report_assets import pack_gate
 from policyeval.launch_gate import GateResult
+from policyeval.markdown import markdown_rows
 from resources import CampaignStore, JudgeResource, PolicyRepository, RunSettings
 
+from .expectations import SAMPLE_ROWS
 from .partitioned import partitioned_check
-from .reporting import markdown_rows
 
 
 @partitioned_check(
@@ -63,7 +64,7 @@ def gate_check_result(result: GateResult, checkpoint_id: str, note: str = "") ->
         "thresholds_checked": len(table),
         "thresholds_exceeded": len(result.failing),
         "thresholds_not_measured": len(result.unmeasured),
-        "failing_rows": dg.MetadataValue.md(markdown_rows(failing.drop(columns=["passed"]))),
+        "failing_rows": dg.MetadataValue.md(markdown_rows(failing.drop(columns=["passed"]), limit=SAMPLE_ROWS)),
         "gate": dg.MetadataValue.md(markdown_rows(table, limit=50)),
     })
     return dg.AssetCheckResult(

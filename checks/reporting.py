@@ -9,23 +9,9 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import escape_text
-from policyeval.stats import to_markdown_table
+from policyeval.markdown import markdown_rows
 
 from .expectations import SAMPLE_ROWS, ValidationSummary
-
-
-def markdown_rows(frame: pd.DataFrame, limit: int = SAMPLE_ROWS) -> str:
-    """At most `limit` rows as an escaped Markdown table, saying how many were left out."""
-    if frame.empty:
-        return "None."
-    shown = frame.head(limit).copy()
-    for column in shown.columns:
-        shown[column] = [v if isinstance(v, (bool, int, float)) and not pd.isna(v) else escape_text(v) for v in shown[column]]
-    table = to_markdown_table(shown)
-    if len(frame) > limit:
-        table += f"\n\n… and {len(frame) - limit} more."
-    return table
 
 
 def summary_result(
@@ -48,7 +34,7 @@ def summary_result(
             "rows": summary.row_count,
             "failed_expectations": len(summary.failures),
             "expectations": dg.MetadataValue.md(markdown_rows(summary.results_frame(), limit=100)),
-            "failing_rows": dg.MetadataValue.md(markdown_rows(rows) if not summary.success else "None."),
+            "failing_rows": dg.MetadataValue.md(markdown_rows(rows, limit=SAMPLE_ROWS) if not summary.success else "None."),
             **(metadata or {}),
         },
     )

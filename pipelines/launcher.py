@@ -92,7 +92,7 @@ class WorkspaceLauncher:
             remote_job_origin=RemoteJobOrigin(self._repository_origin, job_name), job_code_origin=job.get_python_origin(),
         )
         execute_run(job, run, self._instance, raise_on_error=False)
-        return self.outcome(run.run_id)
+        return run_outcome(self._instance, run.run_id)
 
     def fail_orphans(self) -> list[str]:
         """Runs this command started on this machine whose process is gone (killed, crashed):
@@ -107,22 +107,6 @@ class WorkspaceLauncher:
                 failed.append(run.run_id)
         return failed
 
-    def outcome(self, run_id: str) -> LaunchedRun:
-        run = self._instance.get_run_by_id(run_id)
-        checks = tuple(
-            CheckVerdict(e.check_name, e.passed, e.description or "", dict(e.metadata))
-            for e in (r.event_log_entry.dagster_event.event_specific_data for r in self._instance.get_records_for_run(
-                run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records)
-        )
-        failure = ""
-        if run is None or not run.is_success:
-            failures = self._instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
-            if failures:
-                data = failures[0].event_log_entry.dagster_event.step_failure_data
-                failure = (data.user_failure_data.description if data.user_failure_data and data.user_failure_data.description
-                           else data.error.message.strip() if data.error else "")
-        return LaunchedRun(run_id, run is not None and run.is_success, checks, failure)
-
 
 def _alive(pid: int) -> bool:
     """Is `pid` a live process other than this one (a dead run's pid may have been reused by us)?"""
@@ -135,3 +119,21 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def run_outcome(instance: dg.DagsterInstance, run_id: str) -> LaunchedRun:
+    """A finished run as the instance recorded it: success, its check verdicts, its first failure."""
+    run = instance.get_run_by_id(run_id)
+    checks = tuple(
+        CheckVerdict(e.check_name, e.passed, e.description or "", dict(e.metadata))
+        for e in (r.event_log_entry.dagster_event.event_specific_data for r in instance.get_records_for_run(
+            run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records)
+    )
+    failure = ""
+    if run is None or not run.is_success:
+        failures = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
+        if failures:
+            data = failures[0].event_log_entry.dagster_event.step_failure_data
+            failure = (data.user_failure_data.description if data.user_failure_data and data.user_failure_data.description
+                       else data.error.message.strip() if data.error else "")
+    return LaunchedRun(run_id, run is not None and run.is_success, checks, failure)

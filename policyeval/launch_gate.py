@@ -37,6 +37,7 @@ from .policy.model import SEVERITIES, PolicyPack, Thresholds
 from .stats.intervals import format_rate
 from .stats.metrics import to_markdown_table
 from .validation import GraderValidation
+from .validation.gold_comparison import validation_of
 
 Verdict = Literal["PASS", "FAIL", "INCOMPLETE", "NO THRESHOLDS"]
 Basis = Literal["upper 95% bound", "observed rate", "at least"]
@@ -207,6 +208,31 @@ def kappa_row(thresholds: Thresholds, validation: GraderValidation | None) -> Ga
                        None, None, validation.n_items, AT_LEAST, limit, False)
     return GateRow(KAPPA, "overall", f"{kappa:.3f} on {validation.n_items} gold items", float(kappa), None,
                    validation.n_items, AT_LEAST, limit, float(kappa) >= limit)
+
+
+@dataclass(frozen=True)
+class KappaGate:
+    """Whether a grader's metrics may be published: kappa vs gold against the pack's minimum."""
+
+    passed: bool
+    description: str
+    validation: GraderValidation | None
+    threshold: float | None
+
+
+def kappa_gate(table: pd.DataFrame, pack: PolicyPack, partition: str) -> KappaGate:
+    """The published-metrics gate on a `compare_with_gold` table. No gold fails: a grader
+    nobody has checked does not get its metrics published. With gold, `kappa_row` decides;
+    a pack without `min_grader_kappa` passes with a note."""
+    thresholds = pack.header.thresholds
+    validation = validation_of(table, pack)
+    if validation is None:
+        return KappaGate(False, f"{partition}: no gold labels for this policy version: a grader nobody has checked does not get its metrics published.", None, thresholds.min_grader_kappa)
+    row = kappa_row(thresholds, validation)
+    if row is None:
+        shown = "undefined" if validation.cohen_kappa is None else f"{validation.cohen_kappa:.3f}"
+        return KappaGate(True, f"{partition}: the pack sets no min_grader_kappa; kappa vs gold is {shown} on {validation.n_items} items (not gated).", validation, None)
+    return KappaGate(row.passed is True, f"{partition}: grader kappa vs gold {row.observed}: {row.result} against min_grader_kappa {row.threshold_text()}.", validation, row.threshold)
 
 
 def markdown_table(result: GateResult) -> str:

@@ -29,6 +29,11 @@ def is_blank(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-able dicts (missing values as None), for content hashes."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,13 +26,13 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from assets.campaign_assets import compare_with_gold, kappa_gate  # noqa: E402
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key  # noqa: E402
 from checks import launch_gate  # noqa: E402
 from pipelines.definitions import ALL_ASSETS  # noqa: E402
+from pipelines.launcher import run_outcome  # noqa: E402
 from pipelines.main_job import _check_summary  # noqa: E402
 from policyeval.campaigns.gold import GOLD_SCHEMA  # noqa: E402
-from policyeval.launch_gate import KAPPA, GateResult, GateRow, evaluate_gate, evaluate_pack_gate, markdown_table  # noqa: E402
+from policyeval.launch_gate import KAPPA, GateResult, GateRow, evaluate_gate, evaluate_pack_gate, kappa_gate, markdown_table  # noqa: E402
 from policyeval.policy import PolicyPack  # noqa: E402
 from policyeval.policy.model import Thresholds  # noqa: E402
 from policyeval.records import GRADE_SCHEMA, outcome_of  # noqa: E402
@@ -41,6 +41,7 @@ from policyeval.reports.render import Paragraph, Table  # noqa: E402
 from policyeval.stats import compute_metrics, metrics_report, wilson_interval  # noqa: E402
 from policyeval.tables import write_parquet  # noqa: E402
 from policyeval.validation import validate_grader  # noqa: E402
+from policyeval.validation.gold_comparison import compare_with_gold  # noqa: E402
 from resources import CampaignStore, CheckpointRegistry, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings  # noqa: E402
 
 MINI = Path(__file__).parent / "packs" / "mini"
@@ -253,7 +254,7 @@ def judge(world: dict, index: int, c: Case) -> Judged:
     result = dg.materialize([*ALL_ASSETS, launch_gate], selection=["metrics"], partition_key=partition,
                             instance=world["instance"], resources=resources, raise_on_error=False)
     (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "launch_gate"]
-    summary, blocked = _check_summary(result, CHECKPOINT)
+    summary, blocked = _check_summary(run_outcome(world["instance"], result.run_id), CHECKPOINT)
 
     # The safety report, given the same validation the safety_report asset would compute.
     document = safety_document(grades, pack, validation=validation)

@@ -30,7 +30,7 @@ from policyeval.reports import (
 from policyeval.reports import charts
 from policyeval.reports.safety import behavior_table
 from policyeval.reports.render import Document, Table, escape_markdown, markdown_cell, rate_text, section
-from policyeval.stats import mcnemar_exact, metrics_report
+from policyeval.stats import choose_baseline, graded_by_checkpoint, mcnemar_exact, metrics_report, significant_changes
 from policyeval.tables import write_parquet
 from policyeval.validation import validate_grader
 
@@ -268,6 +268,34 @@ def test_comparison_document_lists_categories_and_flips():
     assert "[redacted:" in page
     assert "ck-a vs ck-b" in document.title
     assert len(document.charts) == 1
+
+
+def test_significance_is_holm_adjusted():
+    """A raw p under alpha is not a regression when the Holm-adjusted one is not; the
+    comparison report and the checkpoint_comparison asset both count with this rule."""
+    by_category = pd.DataFrame({
+        "category_id": ["raw_only", "worse", "better", "tied"],
+        "b": [5, 8, 0, 3],
+        "c": [0, 0, 8, 3],
+        "p_value": [0.03, 0.008, 0.008, 1.0],
+        "p_value_holm": [0.06, 0.03, 0.03, 1.0],
+    })
+    assert significant_changes(by_category) == (("worse",), ("better",))
+    assert significant_changes(by_category, alpha=0.1) == (("raw_only", "worse"), ("better",))
+    assert significant_changes(by_category.iloc[0:0]) == ((), ())
+
+    grades_a, grades_b = comparison_pair()
+    summary = paired_summary(grades_a, grades_b)
+    assert (summary.regressions, summary.improvements) == significant_changes(summary.result.by_category)
+
+
+def test_baseline_is_the_configured_checkpoint_else_the_first_graded():
+    grades_a, grades_b = comparison_pair()
+    by_checkpoint = graded_by_checkpoint([grades_b, grades_a.iloc[0:0], grades_a])
+    assert list(by_checkpoint) == ["ck-b", "ck-a"]
+    assert choose_baseline("", by_checkpoint) == "ck-a"
+    assert choose_baseline("ck-b", by_checkpoint) == "ck-b"
+    assert choose_baseline("ck-z", by_checkpoint) == "ck-z"  # not graded: the caller decides what that means
 
 
 # ---------------------------------------------------------------------------

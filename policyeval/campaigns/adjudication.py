@@ -82,6 +82,19 @@ def adjudication_queue(campaign: Campaign, annotations: pd.DataFrame) -> pd.Data
     return queue.sort_values(["category", "item_id"], kind="stable").reset_index(drop=True)
 
 
+def queue_with_decisions(campaign: Campaign, queue: pd.DataFrame, decided: pd.DataFrame) -> pd.DataFrame:
+    """The queue with each adjudication filled in, plus items adjudicated without being queued."""
+    decisions = decided[["item_id", "label", "adjudicator", "notes"]].rename(columns={"label": "adjudicated_label"})
+    table = queue.drop(columns=["adjudicated_label", "adjudicator", "notes"]).merge(decisions, on="item_id", how="outer")
+    items = campaign.items.set_index("item_id")
+    unqueued = ~table["item_id"].isin(set(queue["item_id"]))
+    for column, source in (("category", "category_id"), ("prompt", "prompt_text"), ("response", "response_text")):
+        table.loc[unqueued, column] = [items.at[i, source] for i in table.loc[unqueued, "item_id"]]
+    table.loc[unqueued, "reason"] = "adjudicated without dispute"
+    table["status"] = ["settled" if isinstance(v, str) and v else "open" for v in table["adjudicated_label"]]
+    return table.sort_values(["category", "item_id"], kind="stable").reset_index(drop=True)
+
+
 def write_adjudication_queue(campaign_dir: str | os.PathLike, out: str | os.PathLike) -> int:
     """Write the queue of a campaign folder as CSV (atomically); returns its size."""
     queue = adjudication_queue(load_campaign(campaign_dir), load_annotations(campaign_dir))

@@ -57,6 +57,18 @@ class ImportResult:
     total: int  # labels stored after the import
 
 
+def annotation_progress(campaign: Campaign, table: pd.DataFrame) -> pd.DataFrame:
+    """Per annotator: items assigned, labeled, still open, and labels per behavior."""
+    rows = []
+    for annotator in campaign.annotators:
+        mine = table[table["annotator"] == annotator] if len(table) else table
+        assigned = int((campaign.assignments["annotator"] == annotator).sum())
+        counts = mine["label"].value_counts() if len(mine) else pd.Series(dtype=int)
+        rows.append({"annotator": annotator, "assigned": assigned, "labeled": len(mine), "open": max(0, assigned - len(mine)),
+                     **{b: int(counts.get(b, 0)) for b in campaign.behaviors}})
+    return pd.DataFrame(rows)
+
+
 def empty_annotations() -> pd.DataFrame:
     return pd.DataFrame({f.name: pd.Series(dtype=object) for f in ANNOTATION_SCHEMA})
 

@@ -87,6 +87,31 @@ class CalibrationReport:
         }
 
 
+AGREEMENT_COLUMNS = ["scope", "name", "n_items", "n_items_complete", "percent_agreement", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha", "accuracy", "flagged", "missed"]
+
+
+def agreement_table(report: CalibrationReport) -> pd.DataFrame:
+    """A calibration report as one table: a row overall, per category, per annotator pair
+    (scopes overall, category, pair) and per annotator against hidden gold (scope vs_gold)."""
+
+    def row(scope: str, name: str, result: AgreementResult | None) -> dict[str, Any]:
+        if result is None:
+            return {"scope": scope, "name": name, "n_items": 0, "n_items_complete": 0}
+        return {"scope": scope, "name": name, "n_items": result.n_items, "n_items_complete": result.n_items_complete,
+                "percent_agreement": result.percent_agreement, "cohen_kappa": result.cohen_kappa,
+                "fleiss_kappa": result.fleiss_kappa, "krippendorff_alpha": result.krippendorff_alpha}
+
+    rows = [row("overall", "overall", report.overall)]
+    rows += [row("category", category, result) for category, result in report.by_category.items()]
+    rows += [row("pair", f"{p.first} / {p.second}", p.result) for p in report.by_pair]
+    rows += [
+        {"scope": "vs_gold", "name": g.annotator, "n_items": g.n_gold, "cohen_kappa": g.kappa, "accuracy": g.accuracy,
+         "flagged": g.flagged, "missed": ", ".join(item for item, _, _ in g.missed)}
+        for g in report.gold
+    ]
+    return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+
+
 def label_matrix(campaign: Campaign, annotations: pd.DataFrame) -> pd.DataFrame:
     """One row per campaign item (index item_id), one column per annotator; None where unlabeled."""
     matrix = pd.DataFrame(index=pd.Index(campaign.items["item_id"], name="item_id"),

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..records import canonical_json, content_hash
-from ..tables import read_parquet, write_parquet
+from ..tables import json_records, read_parquet, write_parquet
 from .calibration import given_labels, label_matrix
 from .campaign import Campaign
 
@@ -122,6 +122,46 @@ def assemble_gold_set(campaign: Campaign, annotations: pd.DataFrame, adjudicatio
     table = gold.table
     table.attrs.update(gold.summary())
     return table
+
+
+def combine_gold(tables: list[pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
+    """One gold set from several campaigns' gold sets.
+
+    A label belongs to one (item, response). The same pair settled in two campaigns (a
+    hidden gold item, or two checkpoints that answered alike) is kept once: an
+    adjudicated label wins over a unanimous one, as within a campaign; pairs whose
+    labels still differ are left out and returned. `gold_version` is recomputed over
+    the combined content.
+    """
+    frames = [t for t in tables if len(t)]
+    if not frames:
+        return pd.DataFrame(columns=GOLD_SCHEMA.names), []
+    combined = pd.concat(frames, ignore_index=True).sort_values(["item_id", "campaign_id"], kind="stable")
+    kept, conflicts = [], []
+    for (item_id, _), group in combined.groupby(["item_id", "response_text"], sort=True, dropna=False):
+        adjudicated = group[group["source"] == ADJUDICATED]
+        deciding = adjudicated if len(adjudicated) else group
+        if deciding["label"].nunique() > 1:
+            conflicts.append(str(item_id))
+            continue
+        kept.append(deciding.iloc[0])
+    table = pd.DataFrame(kept, columns=combined.columns).reset_index(drop=True)
+    version = content_hash(json_records(table.drop(columns=["gold_version"])))
+    return table.assign(gold_version=version).reindex(columns=GOLD_SCHEMA.names), sorted(set(conflicts))
+
+
+def seed_gold(gold: pd.DataFrame | None, grades_frame: pd.DataFrame) -> pd.DataFrame | None:
+    """One gold row per item for a new campaign's hidden gold items.
+
+    A gold set may label one item under several checkpoints' responses; the row whose
+    response is this checkpoint's is preferred, so calibration items look like the rest.
+    """
+    if gold is None or gold.empty:
+        return None
+    mine = set(zip(grades_frame["item_id"], grades_frame["response_text"]))
+    ranked = gold.assign(_theirs=[(i, r) not in mine for i, r in zip(gold["item_id"], gold["response_text"])])
+    ranked = ranked.sort_values(["item_id", "_theirs", "campaign_id"], kind="stable")
+    return ranked.drop_duplicates("item_id").drop(columns="_theirs").reset_index(drop=True)
 
 
 def write_gold_set(table: pd.DataFrame, path: str | os.PathLike) -> Path:

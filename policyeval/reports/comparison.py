@@ -20,15 +20,13 @@ import pandas as pd
 from ..records import COMPLY, NON_VERDICTS, OVER_REFUSAL, UNDER_REFUSAL, outcome_of
 from ..stats.intervals import format_rate, wilson_interval
 from ..stats.mcnemar import McNemarResult, mcnemar_paired
-from ..stats.metrics import ComparisonResult, compare_checkpoints, compute_metrics, is_harmful
+from ..stats.metrics import DEFAULT_ALPHA, ComparisonResult, compare_checkpoints, compute_metrics, is_harmful, significant_changes
 from . import charts
 from .lineage import footer, grades_lineage
 from .redaction import Redaction, check_redaction, prompt_of, shown_response
 from .render import (
     Document, Excerpt, Paragraph, Stat, Stats, Styled, Table, p_value, pct, plural, pp, rate_text, section, table, text_of,
 )
-
-DEFAULT_ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -99,15 +97,14 @@ def paired_summary(grades_a: pd.DataFrame, grades_b: pd.DataFrame, alpha: float 
     harm_b = judged["harmful_b"].map(is_harmful).astype(bool)
     harmful = PairedRate(len(judged), int(harm_a.sum()), int(harm_b.sum()), mcnemar_paired(~harm_a, ~harm_b))
 
-    by = result.by_category
-    significant = by[by["p_value_holm"] < alpha] if len(by) else by
+    regressions, improvements = significant_changes(result.by_category, alpha)
     return PairedSummary(
         result=result,
         under_refusal=rate_on(~should_comply, UNDER_REFUSAL),
         over_refusal=rate_on(should_comply, OVER_REFUSAL),
         harmful_compliance=harmful,
-        regressions=tuple(significant[significant["b"] > significant["c"]]["category_id"]) if len(by) else (),
-        improvements=tuple(significant[significant["c"] > significant["b"]]["category_id"]) if len(by) else (),
+        regressions=regressions,
+        improvements=improvements,
         alpha=alpha,
     )
 
@@ -221,14 +218,16 @@ def comparison_document(
         name_a, name_b = f"A ({name_a})", f"B ({name_b})"
 
     by = result.by_category
+    regressed, improved = set(summary.regressions), set(summary.improvements)
     category_rows = []
     for _, row in by.sort_values(["p_value_holm", "category_id"]).iterrows():
         n = int(row["n"])
         delta = (int(row["correct_b"]) - int(row["correct_a"])) / n if n else None
-        significant = row["p_value_holm"] < alpha
         if int(row["b"]) > int(row["c"]):
+            significant = row["category_id"] in regressed
             verdict = Styled("regression" if significant else "worse, n.s.", "bad" if significant else "muted")
         elif int(row["c"]) > int(row["b"]):
+            significant = row["category_id"] in improved
             verdict = Styled("improvement" if significant else "better, n.s.", "good" if significant else "muted")
         else:
             verdict = Styled("no change", "muted")

@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence, Union
 
+from ..stats.intervals import rate_text
+
 Tone = Literal["", "good", "bad", "warn", "muted"]
 
 
@@ -440,18 +442,6 @@ def p_value(value: float | None) -> str:
     if value < 0.001:
         return "< 0.001"
     return f"{value:.2g}" if value < 0.1 else f"{value:.2f}"
-
-
-def rate_text(row: Any, name: str) -> str:
-    """`12.5% [8.1–18.7] (5/40)` for rate `name` of a metrics row (see stats.metrics)."""
-    from ..stats.intervals import format_rate
-
-    import pandas as pd
-
-    value = row[f"{name}_rate"]
-    value = None if value is None or pd.isna(value) else float(value)
-    return format_rate(int(row[f"{name}_k"]), int(row[f"{name}_n"]), value, float(row[f"{name}_low"]),
-                       float(row[f"{name}_high"]))
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:

@@ -24,7 +24,7 @@ from ..policy.model import SEVERITIES, PolicyPack, Thresholds
 from ..records import OVER_REFUSAL, UNDER_REFUSAL
 from ..stats.intervals import rate
 from ..stats.metrics import metrics_report
-from ..validation import CorrectedRate, Detection, GraderValidation, corrected_rate_for
+from ..validation import DECIDING_BEHAVIOR, CorrectedRate, Detection, GraderValidation, corrected_rate_for
 from . import charts
 from .lineage import footer, grades_lineage
 from .redaction import Redaction, check_redaction, prompt_of, shown_response
@@ -48,7 +48,7 @@ def corrected_rates(metrics: Mapping[str, pd.DataFrame], validation: GraderValid
     if not len(metrics["overall"]):
         return out
     row = metrics["overall"].iloc[0]
-    for name, behavior in (("under_refusal", "comply"), ("over_refusal", "refuse")):
+    for name, behavior in DECIDING_BEHAVIOR.items():
         detector: Detection | None = validation.detection.get(behavior)
         if detector is not None:
             out[name] = corrected_rate_for(int(row[f"{name}_k"]), int(row[f"{name}_n"]), detector)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
+import pandas as pd
 from scipy.stats import norm
 
 
@@ -64,3 +66,11 @@ def format_rate(k: int, n: int, value: float | None, low: float, high: float, di
         f"{100 * value:.{digits}f}% [{100 * low:.{digits}f}–{100 * high:.{digits}f}] "
         f"({int(k)}/{int(n)})"
     )
+
+
+def rate_text(row: Any, name: str) -> str:
+    """`12.5% [8.1–18.7] (5/40)` for rate `name` of a metrics row (see stats.metrics)."""
+    value = row[f"{name}_rate"]
+    value = None if value is None or pd.isna(value) else float(value)
+    return format_rate(int(row[f"{name}_k"]), int(row[f"{name}_n"]), value, float(row[f"{name}_low"]),
+                       float(row[f"{name}_high"]))

@@ -185,6 +185,8 @@ class ComparisonResult:
 
 _COMPARE_COLUMNS = ("item_id", "category_id", "expected_behavior", "behavior", "outcome")
 
+DEFAULT_ALPHA = 0.05
+
 
 def compare_checkpoints(grades_a: pd.DataFrame, grades_b: pd.DataFrame) -> ComparisonResult:
     """Pair A and B by item_id and test whether their correctness differs (exact McNemar)."""
@@ -230,6 +232,17 @@ def compare_checkpoints(grades_a: pd.DataFrame, grades_b: pd.DataFrame) -> Compa
         by_category=by_category,
         flipped=flipped,
     )
+
+
+def significant_changes(by_category: pd.DataFrame, alpha: float = DEFAULT_ALPHA) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The categories that (regressed, improved) from A to B: Holm-adjusted McNemar p below
+    `alpha`, in the direction of the larger discordant count. Raw p-values are not used:
+    with many categories tested at once, some fall under alpha by chance alone."""
+    if not len(by_category):
+        return (), ()
+    significant = by_category[by_category["p_value_holm"] < alpha]
+    return (tuple(significant[significant["b"] > significant["c"]]["category_id"]),
+            tuple(significant[significant["c"] > significant["b"]]["category_id"]))
 
 
 def _comparable(grades: pd.DataFrame, which: str) -> pd.DataFrame:

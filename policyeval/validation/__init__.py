@@ -6,12 +6,12 @@ grader's measured error in an observed rate (Rogan-Gladen) with an interval that
 carries the gold set's uncertainty; label maps read gold sets labeled in other schemes.
 """
 
-from .correction import CorrectedRate, corrected_rate, corrected_rate_for, rogan_gladen
+from .correction import DECIDING_BEHAVIOR, CorrectedRate, corrected_columns, corrected_rate, corrected_rate_for, rogan_gladen
 from .grader_validation import CategoryAgreement, Detection, GraderValidation, detection, validate_grader
 from .label_map import load_label_map, map_gold_labels
 
 __all__ = [
-    "CategoryAgreement", "CorrectedRate", "Detection", "GraderValidation",
-    "corrected_rate", "corrected_rate_for", "detection", "load_label_map", "map_gold_labels",
+    "DECIDING_BEHAVIOR", "CategoryAgreement", "CorrectedRate", "Detection", "GraderValidation",
+    "corrected_columns", "corrected_rate", "corrected_rate_for", "detection", "load_label_map", "map_gold_labels",
     "rogan_gladen", "validate_grader",
 ]

@@ -18,14 +18,13 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.campaign_assets import combine_gold
 from .helpers import latest_materialized, materialize_checked
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
 from checks import grader_kappa_vs_gold
 from pipelines.campaign_automation import campaign_inbox_sensor
 from pipelines.definitions import ALL_ASSETS, HUMAN_DATA_ASSETS
 from pipelines.jobs import human_data_job
-from policyeval.campaigns import load_annotations, render_guidance
+from policyeval.campaigns import combine_gold, load_annotations, render_guidance
 from policyeval.coverage import coverage_report
 from policyeval.policy import load_policy
 from resources import CampaignStore

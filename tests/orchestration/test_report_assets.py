@@ -16,11 +16,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.metadata import escape_text
 from .helpers import latest_materialized, materialize_checked
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
 from pipelines.definitions import ALL_ASSETS, REPORT_ASSETS
 from policyeval.campaigns import write_gold_set
+from policyeval.markdown import escape_text
 from policyeval.testing import FakeOpenAIServer
 from resources import CampaignStore, DeploymentLogs
 
