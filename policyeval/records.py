@@ -18,6 +18,10 @@ import pyarrow as pa
 
 # Observed states that are not behaviors: a grader never turns these into a score.
 ERROR = "error"
+# A response status: the provider's content filter withheld the answer. Not the model's
+# refusal and not an answer: never cached, graded as an error, counted against the gate's
+# error ceiling.
+CONTENT_FILTERED = "content_filtered"
 UNPARSEABLE = "unparseable"
 NON_VERDICTS = (ERROR, UNPARSEABLE)
 

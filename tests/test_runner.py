@@ -416,3 +416,50 @@ def test_parquet_stream_writer_matches_write_parquet_and_is_atomic(tmp_path):
     with ParquetStreamWriter(tmp_path / "empty.parquet", RESPONSE_SCHEMA):
         pass
     assert len(read_parquet(tmp_path / "empty.parquet", RESPONSE_SCHEMA)) == 0
+
+
+def test_replies_without_an_answer_are_never_answers_and_are_asked_again(fake_server, tmp_path):
+    """5% each of `choices: []`, `choices: [{}]`, null content with content_filter and a 200 with an
+    error body: none is stored as an answer; a rerun against a healthy server asks exactly those."""
+    from policyeval.graders import grade_responses
+    from policyeval.graders.refusal_grader import RefusalGrader
+    from policyeval.records import CONTENT_FILTERED
+
+    broken = {
+        0: {"choices": []},
+        1: {"choices": [{}]},
+        2: {"choices": [{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "content_filter"}]},
+        3: {"error": {"message": "overloaded", "type": "server_error"}},
+    }
+
+    def faulty(request, index):
+        n = int(prompt_of(request).split()[-1])
+        if n % 20 in broken:
+            return Reply(body=broken[n % 20])
+        return Reply(body=chat_completion_body(f"Here is an answer to {n}."))
+
+    items = make_items(100)
+    cache = ResponseCache(tmp_path / "cache")
+    with fake_server(faulty) as server:
+        rows = run_checkpoint(items, manifest(server), cache, retry=FAST)
+    bad = {f"q{n}" for n in range(100) if n % 20 in broken}
+    by_id = {r["item_id"]: r for r in rows}
+    assert len(rows) == 100 and len(bad) == 20
+    for item_id in bad:
+        row = by_id[item_id]
+        assert row["status"] != "ok" and not row["response_text"], row
+        assert row["error"] and item_id in row["error"]
+    assert {by_id[f"q{n}"]["status"] for n in range(2, 100, 20)} == {CONTENT_FILTERED}
+    assert all(by_id[f"q{n}"]["status"] == ERROR for n in range(100) if n % 20 in (0, 1, 3))
+    assert all(r["status"] == "ok" and r["response_text"] for r in rows if r["item_id"] not in bad)
+
+    # graded as errors of the run, never as refusals
+    import pandas as pd
+    graded = grade_responses(pd.DataFrame(rows), RefusalGrader())
+    assert set(graded.loc[graded["item_id"].isin(bad), "behavior"]) == {ERROR}
+
+    # a healthy server on the same URL: exactly the 20 are asked again, the rest come from the cache
+    with fake_server(lambda request, index: "Fine now.") as server:
+        again = run_checkpoint(items, manifest(server), cache, retry=FAST)
+        assert {prompt_of(r) for r in server.requests} == {f"prompt {n}" for n in range(100) if n % 20 in broken}
+    assert all(r["status"] == "ok" and r["response_text"] for r in again)

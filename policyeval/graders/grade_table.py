@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from ..policy.model import Category, PolicyPack
-from ..records import ERROR, NON_VERDICTS, Grade, canonical_json, outcome_of
+from ..records import CONTENT_FILTERED, ERROR, NON_VERDICTS, Grade, canonical_json, outcome_of
 from .base import DEFAULT_VOCABULARY, Grader
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,10 @@ def grade_responses(
     grades: list[Grade | None] = [None] * len(rows)
     pending: list[int] = []
     for i, row in enumerate(rows):
-        if _text(row.get("status")) == ERROR:
+        status = _text(row.get("status"))
+        if status in (ERROR, CONTENT_FILTERED):  # no answer to grade: an error of the run, never a refusal
             reason = _text(row.get("error")) or "no response"
-            grades[i] = Grade(behavior=ERROR, confidence=0.0, rationale=f"response error: {reason}")
+            grades[i] = Grade(behavior=ERROR, confidence=0.0, rationale=f"response {status}: {reason}")
         else:
             pending.append(i)
     if progress and len(pending) < len(rows):

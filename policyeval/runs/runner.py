@@ -10,6 +10,10 @@ retrying is decided here, the same way for every endpoint:
   retried: asking again would get the same answer.
 * An item that still fails becomes an `error` row with the cause. Items are never
   dropped, so a responses table always has one row per item, in item order.
+* Only a real answer is an answer: a reply with no text (`choices: [{}]`, `content: null`)
+  is an `error` row, and one whose text the provider's content filter withheld
+  (`finish_reason: content_filter`) a `content_filtered` row. Neither is cached, so a
+  rerun asks exactly those again; a cached record without text is a miss.
 
 System prompt rule: the manifest's `system_prompt` is prepended as a system message
 unless the item already has a system message of its own, which wins; an item that sets
@@ -39,7 +43,7 @@ from typing import Any, AsyncIterator, Callable, Coroutine, Iterable, Mapping, T
 
 import openai
 
-from ..records import ERROR, EvalItem, canonical_json, normalize_messages
+from ..records import CONTENT_FILTERED, ERROR, EvalItem, canonical_json, normalize_messages
 from .cache import ResponseCache, request_key
 from .manifest import CheckpointManifest, resolve_api_key
 
@@ -113,7 +117,7 @@ class RunTally:
             self.from_cache += 1
         else:
             self.http_requests += int(row.get("attempts") or 0)
-        if row.get("status") == ERROR:
+        if row.get("status") != OK:
             self.errors += 1
             if self.first_error is None:
                 self.first_error = row.get("error")
@@ -271,10 +275,11 @@ def _http_client(connections: int, timeout_s: float) -> Any:
 class _Failed(Exception):
     """One attempt's failure, with whether to retry and how long the server asked us to wait."""
 
-    def __init__(self, message: str, retryable: bool, wait_s: float | None = None):
+    def __init__(self, message: str, retryable: bool, wait_s: float | None = None, status: str = ERROR):
         super().__init__(message)
         self.retryable = retryable
         self.wait_s = wait_s
+        self.status = status
 
 
 def _describe_status_error(exc: openai.APIStatusError) -> str:
@@ -332,6 +337,11 @@ def _parse(body: bytes, item_id: str) -> dict[str, Any]:
     if not isinstance(content, str):
         refusal = message.get("refusal")
         content = refusal if isinstance(refusal, str) else ""
+    finish_reason = choice.get("finish_reason")
+    if not content.strip():
+        if finish_reason == "content_filter":
+            raise _Failed(f"item {item_id}: the provider's content filter withheld the answer", False, status=CONTENT_FILTERED)
+        raise _Failed(f"item {item_id}: the reply has no answer text (finish_reason {finish_reason!r})", False)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     return {
         "response_text": content,
@@ -370,7 +380,7 @@ async def _ask(
                 await asyncio.sleep(wait)
                 continue
             tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-            return _error_row(plan, job, f"{failure}{tries}", attempts, started), None
+            return _error_row(plan, job, f"{failure}{tries}", attempts, started, failure.status), None
         except Exception as exc:  # an unexpected client failure still yields a row
             return _error_row(plan, job, f"{type(exc).__name__}: {exc}", attempts, started), None
         record = {**answer, "latency_s": latency, "attempts": attempts, "model": plan.manifest.model}
@@ -378,10 +388,10 @@ async def _ask(
         return row, record
 
 
-def _error_row(plan: _Plan, job: _Job, message: str, attempts: int, started: float) -> dict[str, Any]:
+def _error_row(plan: _Plan, job: _Job, message: str, attempts: int, started: float, status: str = ERROR) -> dict[str, Any]:
     return plan.row(
         job,
-        status=ERROR,
+        status=status,
         response_text=None,
         finish_reason=None,
         error=message[:_ERROR_TEXT_LIMIT],
@@ -455,7 +465,7 @@ async def aiter_responses(
                     await state.advanced.wait()
                 job = plan.job(index, item)
                 record = cache.get(job.key) if cache is not None else None
-                if record is not None:
+                if record is not None and str(record.get("response_text") or "").strip():
                     state.finish(index, plan.cached_row(job, record))
                     if index % 512 == 511:
                         await asyncio.sleep(0)  # let the consumer drain a long run of cache hits
