@@ -152,3 +152,20 @@ def test_shipped_demo_manifests_load():
         assert (m.max_concurrency, m.timeout_s) == (2, 120)
     assert manifests["smollm2-base"].system_prompt is None
     assert "refuse" in manifests["smollm2-safety"].system_prompt.lower()
+
+
+def test_a_manifest_with_a_python_tag_or_bad_bytes_is_a_located_error(tmp_path) -> None:
+    from policyeval.errors import InputError
+    from policyeval.runs.manifest import load_manifest
+
+    tagged = tmp_path / "tagged.yaml"
+    tagged.write_text("id: x\nbase_url: http://127.0.0.1:9/v1\nmodel: m\nparams: !!python/object:os.environ {}\n")
+    with pytest.raises(InputError) as raised:
+        load_manifest(tagged)
+    assert "tagged.yaml" in str(raised.value) and ":4" in str(raised.value) and "not plain data" in str(raised.value)
+
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("id: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError) as raised:
+        load_manifest(latin)
+    assert "latin.yaml" in str(raised.value) and "not UTF-8" in str(raised.value)

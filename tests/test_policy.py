@@ -171,3 +171,37 @@ def test_optional_rule_and_detector_fields_keep_old_hashes(pack: Path) -> None:
     assert with_detector != before
     edit(pack / "pack.yaml", "when: null", "when: refuses")
     assert load_policy(pack).content_hash not in (before, with_detector)
+
+
+def _laughs(levels: int) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels + 1):
+        refs = ", ".join([f"*a{i - 1}"] * 9)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (_laughs(9), "expands to more than"),
+    ("x: !!python/name:os.system\n", "YAML tag 'tag:yaml.org,2002:python/name:os.system' is not plain data"),
+    ("x: !!python/object:collections.OrderedDict {a: 1}\n", "is not plain data"),
+    ("x: !!python/tuple [1, 2]\n", "is not plain data"),
+    ("x: !custom {a: 1}\n", "YAML tag '!custom' is not plain data"),
+])
+def test_hostile_yaml_in_a_pack_is_a_located_error_in_no_time(tmp_path, extra, message) -> None:
+    import shutil
+    import time
+
+    import re
+
+    pack = tmp_path / "mini"
+    shutil.copytree(MINI, pack)
+    original = (pack / "pack.yaml").read_text()
+    (pack / "pack.yaml").write_text(original + extra)
+    started = time.monotonic()
+    with pytest.raises(PolicyValidationError) as raised:
+        load_policy(pack)
+    assert time.monotonic() - started < 5
+    text = str(raised.value)
+    assert message in text
+    assert re.search(r"pack\.yaml:\d+: ", text)  # file and line of the offending value

@@ -2,6 +2,12 @@
 
 Errors in a policy must name the file, line and field; PyYAML's node tree knows the
 lines, so we compose once and build both the plain data and a path -> line map.
+
+Packs and manifests come from many hands and are loaded by CI, sensors and runs, so only
+plain data is accepted: a file larger than MAX_BYTES, a document whose aliases expand to
+more than MAX_VALUES values (a few nested aliases can stand for billions), or any tag that
+is not one of YAML's plain types (`!!python/...`, custom `!tags`, on scalars, lists or
+mappings alike) is an error naming the file and line, before anything is built.
 """
 
 from __future__ import annotations
@@ -15,6 +21,46 @@ from ..errors import InputError
 
 FieldPath = tuple[str | int, ...]
 
+MAX_BYTES = 2_000_000
+MAX_VALUES = 200_000
+PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp"))
+
+
+def check_plain_data(root: yaml.Node | None, path: Path) -> None:
+    """Raise InputError unless the node tree is plain data of bounded expanded size."""
+    if root is None:
+        return
+    seen = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise InputError(path, f"the document expands to more than {MAX_VALUES:,} values (aliases nested too deep?)",
+                              line=node.start_mark.line + 1)
+        if node.tag not in PLAIN_TAGS:
+            raise InputError(path, f"YAML tag {node.tag!r} is not plain data; remove it", line=node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((value, key))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+
+
+def compose_plain(text: str, path: Path) -> yaml.Node | None:
+    """The YAML node tree of `text`, checked to be plain data (see the module docstring)."""
+    if len(text.encode("utf-8", "replace")) > MAX_BYTES:
+        raise InputError(path, f"larger than {MAX_BYTES:,} bytes: not a policy or manifest file")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise InputError(path, f"invalid YAML: {exc.problem}", line=line) from None
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"invalid YAML: {exc}") from None
+    check_plain_data(root, path)
+    return root
+
 
 def load_yaml_with_lines(path: str | Path) -> tuple[Any, dict[FieldPath, int]]:
     """Parse a YAML file into (data, {field path: 1-based line})."""
@@ -25,11 +71,7 @@ def load_yaml_with_lines(path: str | Path) -> tuple[Any, dict[FieldPath, int]]:
         raise InputError(path, "no such file") from None
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise InputError(path, f"invalid YAML: {exc.problem}", line=line) from None
+    node = compose_plain(text, path)
     lines: dict[FieldPath, int] = {}
     if node is None:
         return None, lines

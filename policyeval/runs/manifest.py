@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..errors import InputError, PolicyevalError
+from ..policy.yaml_lines import compose_plain
 from ..records import canonical_json, content_hash
 
 LOCAL = "local"
@@ -169,9 +170,12 @@ def load_manifest(path: str | os.PathLike) -> CheckpointManifest:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
-    text = path.read_text(encoding="utf-8")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    root = compose_plain(text, path)
+    try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
