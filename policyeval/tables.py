@@ -6,10 +6,12 @@ leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -34,10 +36,35 @@ def json_records(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
+STALE_TEMP_S = 3600  # a temporary file older than this was left by a killed writer
+
+
+def _file_mode() -> int:
+    """What a new file gets under the process umask (mkstemp alone makes every file owner-only,
+    which leaves a team's shared data folder unreadable to the team)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _new_temp(path: Path) -> tuple[int, str]:
+    """A temporary file beside `path` with the umask's mode; temporaries a killed writer left are removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - STALE_TEMP_S
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+        except OSError:
+            pass  # another writer's, or gone already
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _file_mode())
+    return fd, tmp
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _new_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -74,8 +101,7 @@ def _clean(value: Any) -> Any:
 
 def _temp_beside(path: Path) -> str:
     """A fresh, empty temporary file in the target's folder (so the final rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _new_temp(path)
     os.close(fd)
     return tmp
 

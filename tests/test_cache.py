@@ -192,3 +192,24 @@ def test_cli_jsonl_errors_name_the_line(tmp_path, capsys, line, message):
     err = capsys.readouterr().err
     assert code == 1
     assert f"{items}:2:" in err and message in err
+
+
+def test_outputs_follow_the_umask_and_stale_temporaries_are_cleaned(tmp_path) -> None:
+    import os
+    import time
+
+    from policyeval.tables import STALE_TEMP_S, atomic_write_bytes
+
+    stale = tmp_path / ".table.parquet.abc123.tmp"
+    stale.write_bytes(b"left by a killed write")
+    old = time.time() - STALE_TEMP_S - 60
+    os.utime(stale, (old, old))
+    fresh = tmp_path / ".table.parquet.def456.tmp"  # another writer's, in progress
+    fresh.write_bytes(b"")
+    previous = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "table.parquet", b"data")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "table.parquet").stat().st_mode & 0o777 == 0o644
+    assert not stale.exists() and fresh.exists()
