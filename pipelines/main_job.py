@@ -67,7 +67,7 @@ def _latest_tags(instance: dg.DagsterInstance, asset: str, partition: str) -> di
 # run in the run worker's process: a process per step would cost seconds each.
 QUIET_IN_PROCESS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
                     "execution": {"config": {"in_process": {}}}}
-CONFIGURED_RESOURCES = ("policy_repository", "checkpoint_registry", "run_settings")
+CONFIGURED_RESOURCES = ("policy_repository", "checkpoint_registry", "run_settings", "io_manager", "campaign_store", "deployment_logs")
 
 
 def _run_config(resources: dict, **settings: object) -> dict:

@@ -48,6 +48,9 @@ def test_first_run_then_nothing_then_one_edit_measured_exactly(project) -> None:
         assert all(r.remote_job_origin.location_name == location for r in runs)
         assert all(r.tags.get("policyeval/endpoint") for r in runs)
     assert "launch gate FAIL" in first and "not approved for launch" in first and "failed:" not in first
+    # everything it wrote is under the data root it was given (tables, reports)
+    assert list((project["data"] / "reports" / "safety").rglob("*.html"))
+    assert list((project["data"] / "assets" / "grades").rglob("data.parquet"))
 
     again = policyeval_run(project)
     assert "nothing changed: no model calls" in again
