@@ -48,8 +48,9 @@ def grader_code_version(name: str, judge_models: tuple[str, ...] = ()) -> str:
     """
     if name == "learned":
         from .learned import LearnedGrader
+        from .propositions import DETECTORS_VERSION
 
-        return f"learned-{LearnedGrader().version}"
+        return f"learned-{LearnedGrader().version}+detectors-{DETECTORS_VERSION}"
     if name == "refusal":
         from .refusal import REFUSAL_GRADER_VERSION
 

@@ -20,6 +20,7 @@ from typing import Any
 from ..policy.model import Category, PolicyPack
 from ..records import COMPLY, PARTIAL, REFUSE, Grade, content_hash, last_user_text
 from .features import FEATURES_VERSION, featurize
+from .propositions import DETECTORS_VERSION
 from .linear_model import GraderArtifact
 from .refusal import asks_for_confirmation
 from .refusal_grader import map_label
@@ -59,7 +60,7 @@ class LearnedGrader:
                  if self.pack is not None else {})
         propositions = ([p.model_dump() for p in category.grading.propositions] if category is not None else [])
         return content_hash({"grader": self.id, "version": self.version, "rules": rules,
-                             "propositions": propositions})
+                             "propositions": propositions, "detectors": DETECTORS_VERSION})
 
     def signals(self, prompt: str, response: str, category: Category | None = None) -> tuple[dict[str, Any], float, str]:
         """Built-in signals and the category's detected propositions; the behavior's
