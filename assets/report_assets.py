@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -42,6 +42,7 @@ from policyeval.runs.manifest import manifest_hash
 from policyeval.stats import choose_baseline, graded_by_checkpoint, measured_under_both
 from policyeval.stats.intervals import format_rate
 from policyeval.tables import atomic_write_bytes
+from policyeval.validation import GraderValidation
 from policyeval.validation.gold_comparison import grader_validity
 from resources.paths import REPORTS, data_root
 from resources import CampaignStore, CheckpointRegistry, DeploymentLogs, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
@@ -50,7 +51,7 @@ from .failures import fail_clearly
 from .campaign_assets import gold_for_validation
 from .comparison_assets import BY_POLICY_VERSION, FOLLOWS_ANY
 from .materializations import latest_value
-from .partitions import POLICY_DIM, key_dimension, multi_key, policy_versions, policy_x_checkpoint, safe_key, split_multi_key
+from .partitions import POLICY_DIM, key_dimension, policy_versions, policy_x_checkpoint, safe_key, split_multi_key
 
 OWNERS = ["team:policy"]
 GROUP = "reports"
@@ -114,8 +115,7 @@ def safety_report(
 ) -> dg.MaterializeResult:
     policy_key, checkpoint = split_multi_key(context)
     pack = policy_repository.load(policy_key)
-    gold, regrade, _ = gold_for_validation(campaign_store, policy_key, grades, pack, run_settings, judge)
-    validation = grader_validity(gold, grades, pack, regrade)
+    validation = partition_validation(grades, pack, policy_key, campaign_store, run_settings, judge)
     lineage = run_lineage(
         context,
         eval_set_hash=latest_value(context.instance, "eval_set", policy_key, "eval_set_hash"),
@@ -431,12 +431,18 @@ def manifest_lineage(context: dg.AssetExecutionContext, registry: CheckpointRegi
 
 
 
+def partition_validation(grades: pd.DataFrame, pack: PolicyPack, policy_key: str, campaign_store: CampaignStore,
+                         run_settings: RunSettings, judge: JudgeResource) -> GraderValidation | None:
+    """The grader behind one partition's grades against the gold it may be checked on; None without gold."""
+    gold, regrade, _ = gold_for_validation(campaign_store, policy_key, grades, pack, run_settings, judge)
+    return grader_validity(gold, grades, pack, regrade)
+
+
 def pack_gate(metrics: pd.DataFrame, grades: pd.DataFrame, pack: PolicyPack, policy_key: str,
               campaign_store: CampaignStore, run_settings: RunSettings, judge: JudgeResource) -> GateResult:
-    """The launch gate on one partition, with the grader's kappa against the gold it may be checked on:
-    what the `launch_gate` check, `launch_approval` and the safety report all decide with."""
-    gold, regrade, _ = gold_for_validation(campaign_store, policy_key, grades, pack, run_settings, judge)
-    return evaluate_pack_gate(metrics, pack, grader_validity(gold, grades, pack, regrade))
+    """The launch gate on one partition, with the grader's kappa from `partition_validation`: what the
+    `launch_gate` check and `launch_approval` decide with (the safety report uses the same validation)."""
+    return evaluate_pack_gate(metrics, pack, partition_validation(grades, pack, policy_key, campaign_store, run_settings, judge))
 
 
 def grades_of(grades: dict[Any, pd.DataFrame], policy_key: str) -> dict[Any, pd.DataFrame]:

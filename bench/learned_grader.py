@@ -118,12 +118,13 @@ def harm_folds(rows: list[LabeledResponse], options: TrainingOptions) -> None:
 
 def harm_style(rows: list[LabeledResponse], options: TrainingOptions) -> None:
     """Held-out GPTFuzzer answers without their wrapper, whole and cut short: recall on the
-    harmful ones, specificity on the harmless ones (a harmless answer's parts are harmless)."""
+    harmful ones, specificity on the harmless ones (a harmless answer's parts are harmless),
+    next to "the rules say comply, so it is harmful" on the same texts."""
     print("\nHarm by answer style, GPTFuzzer questions held out in five folds (harmful found / harmless kept):")
     fuzz = [r for r in rows if r.source == "gptfuzz" and r.harmful is not None]
     questions = sorted({r.group for r in fuzz})
     limits = (300, 600, None)
-    hits = {(limit, y): [0, 0] for limit in limits for y in (False, True)}
+    hits = {(limit, y): [0, 0, 0] for limit in limits for y in (False, True)}  # learned right, comply=harm right, n
     for fold in range(5):
         held = set(questions[fold::5])
         artifact = train_artifact([r for r in rows if r.group not in held], options, featurizer=cached_features)
@@ -135,11 +136,14 @@ def harm_style(rows: list[LabeledResponse], options: TrainingOptions) -> None:
                 text = cut_at_word(answer, limit) if limit else answer
                 tally = hits[(limit, bool(r.harmful))]
                 tally[0] += artifact.harm(cached_features(r.prompt, text))[0] == r.harmful
-                tally[1] += 1
+                tally[1] += (classify_refusal(text, r.prompt).label == COMPLY) == r.harmful
+                tally[2] += 1
+    print(f"  {'':<32} {'harmful found':>28}  {'harmless kept':>28}")
+    print(f"  {'':<32} {'learned':>8} {'comply=harm':>12} {'n':>6}  {'learned':>8} {'comply=harm':>12} {'n':>6}")
     for limit in limits:
         name = f"answer part, first {limit} chars" if limit else "answer part, whole"
-        (tp, pos), (tn, neg) = hits[(limit, True)], hits[(limit, False)]
-        print(f"  {name:<32} harmful found {pct(tp, pos)} (n={pos})  harmless kept {pct(tn, neg)} (n={neg})")
+        (tp, tp_rules, pos), (tn, tn_rules, neg) = hits[(limit, True)], hits[(limit, False)]
+        print(f"  {name:<32} {pct(tp, pos):>8} {pct(tp_rules, pos):>12} {pos:>6}  {pct(tn, neg):>8} {pct(tn_rules, neg):>12} {neg:>6}")
 
 
 def throughput(rows: list[LabeledResponse]) -> None:

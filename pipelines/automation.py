@@ -125,15 +125,10 @@ def _evaluation_request(
             POLICY_TAG: policy_key,
             CHECKPOINT_TAG: manifest.id,
             MANIFEST_HASH_TAG: manifest_hash(manifest),
-            ENDPOINT_TAG: endpoint_tag(manifest),
+            ENDPOINT_TAG: manifest.endpoint,
             **(tags or {}),
         },
     )
-
-
-def endpoint_tag(manifest: CheckpointManifest) -> str:
-    """The `policyeval/endpoint` tag value of a run that calls this checkpoint."""
-    return manifest.endpoint
 
 
 def _load_cursor(raw: str | None, default: dict) -> dict:
@@ -318,10 +313,19 @@ def latest_policy_versions(instance: dg.DagsterInstance, repository: PolicyRepos
     return latest
 
 
+def resources_run_config(resources: dict[str, dg.ConfigurableResource], **changes: dict) -> dict:
+    """Run config for bound resources, every field of each passed (run config replaces a
+    resource's bound values rather than merging with them), with `changes[name]` applied."""
+    def config(name: str, resource: dg.ConfigurableResource) -> dict:
+        bound = {field: getattr(resource, field) for field in type(resource).model_fields}
+        return {"config": {**bound, **changes.get(name, {})}}
+
+    return {"resources": {name: config(name, resource) for name, resource in resources.items()}}
+
+
 def refresh_run_config(run_settings: RunSettings) -> dict:
     """Run config that turns on refresh while keeping every other bound RunSettings value."""
-    config = {name: getattr(run_settings, name) for name in type(run_settings).model_fields if name != "refresh"}
-    return {"resources": {"run_settings": {"config": {**config, "refresh": True}}}}
+    return resources_run_config({"run_settings": run_settings}, run_settings={"refresh": True})
 
 
 @dg.schedule(
@@ -386,4 +390,5 @@ __all__ = [
     "policy_sensor",
     "reevaluation_schedule",
     "refresh_run_config",
+    "resources_run_config",
 ]

@@ -76,12 +76,6 @@ class WorkspaceLauncher:
         self._repository = ReconstructableRepository.for_module(target.module_name, target.attribute or "defs",
                                                                 working_directory)
 
-    def __enter__(self) -> "WorkspaceLauncher":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
     def run(self, job_name: str, partition_key: str | dg.MultiPartitionKey | None, tags: Mapping[str, str],
             run_config: Mapping[str, Any]) -> LaunchedRun:
         job = self._repository.get_reconstructable_job(job_name)

@@ -33,7 +33,7 @@ from policyeval.runs.manifest import manifest_hash
 
 from resources.paths import cache_root, data_root
 
-from .automation import ENDPOINT_TAG, endpoint_tag, vanished_checkpoints
+from .automation import ENDPOINT_TAG, resources_run_config, vanished_checkpoints
 from .definitions import build_definitions
 from .instance import ensure_dagster_home
 from .launcher import LaunchedRun, WorkspaceLauncher
@@ -71,14 +71,9 @@ CONFIGURED_RESOURCES = ("policy_repository", "checkpoint_registry", "run_setting
 
 
 def _run_config(resources: dict, **settings: object) -> dict:
-    """What this `policyeval run` was asked for, as run config of the code location's resources
-    (run config replaces a resource's bound values, so every field is passed)."""
-    config = {}
-    for name in CONFIGURED_RESOURCES:
-        resource = resources[name]
-        values = {field: getattr(resource, field) for field in type(resource).model_fields}
-        config[name] = {"config": {**values, **(settings if name == "run_settings" else {})}}
-    return {**QUIET_IN_PROCESS, "resources": config}
+    """What this `policyeval run` was asked for, as run config of the code location's resources."""
+    configured = {name: resources[name] for name in CONFIGURED_RESOURCES}
+    return {**QUIET_IN_PROCESS, **resources_run_config(configured, run_settings=settings)}
 
 
 def _check_summary(result: LaunchedRun, checkpoint_id: str) -> tuple[str, bool]:
@@ -133,7 +128,7 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
 
     outcomes: list[PartitionOutcome] = []
     with dg.DagsterInstance.get() as instance, ExitStack() as stack:
-        launcher = stack.enter_context(WorkspaceLauncher(instance, Path(workspace_file)))
+        launcher = WorkspaceLauncher(instance, Path(workspace_file))
         for orphan in launcher.fail_orphans():
             click.echo(f"run {orphan}: the process that executed it is gone; marked failed, its pool slots freed")
         config = _run_config(resources)
@@ -172,7 +167,7 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
                     if manifest.is_local and not local_url:
                         local_url = _start_local_model(stack)
                         config = _run_config(resources, local_base_url=local_url)
-                    result = launcher.run("evaluation_job", partition, {FINGERPRINT_TAG: fp, ENDPOINT_TAG: endpoint_tag(manifest)}, config)
+                    result = launcher.run("evaluation_job", partition, {FINGERPRINT_TAG: fp, ENDPOINT_TAG: manifest.endpoint}, config)
                     outcome.skipped = False
                     changed_any = True
                     outcome.gate, outcome.gate_failed = _check_summary(result, checkpoint_id)

@@ -48,10 +48,9 @@ def edit_aware_sample(items: Iterable[EvalItem], per_cell: int, previous: Iterab
         return stratified_sample(items, per_cell, seed)
     current = {i.item_id for i in items}
     before = list(previous)
-    earlier = {i.item_id for i in before}
     removed = [i for i in before if i.item_id not in current]
     ranked = {i.item_id for i in stratified_sample(items + removed, per_cell, seed)}
-    keep = (ranked & current) | (current - earlier)
+    keep = (ranked & current) | {i.item_id for i in added_items(items, before)}
     return [item for item in items if item.item_id in keep]
 
 
