@@ -6,13 +6,14 @@ key names exactly one policy forever. Checkpoint keys are manifest ids.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import dagster as dg
 
 from policyeval.keys import policy_version_key, safe_key
 
-__all__ = ["CHECKPOINT_DIM", "POLICY_DIM", "checkpoints", "key_dimension", "multi_key", "policy_version_key", "policy_versions",
+__all__ = ["BY_POLICY_VERSION", "CHECKPOINT_DIM", "POLICY_DIM", "checkpoints", "key_dimension", "multi_key", "policy_version_key", "policy_versions",
            "policy_x_checkpoint", "safe_key", "split_multi_key"]
 
 POLICY_DIM = "policy_version"
@@ -21,6 +22,11 @@ CHECKPOINT_DIM = "checkpoint"
 policy_versions = dg.DynamicPartitionsDefinition(name=POLICY_DIM)
 checkpoints = dg.DynamicPartitionsDefinition(name=CHECKPOINT_DIM)
 policy_x_checkpoint = dg.MultiPartitionsDefinition({POLICY_DIM: policy_versions, CHECKPOINT_DIM: checkpoints})
+
+with warnings.catch_warnings():  # the mapping is marked beta; it is the documented way to fan in
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    # A policy-version asset reading every checkpoint's partition of that version.
+    BY_POLICY_VERSION = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=POLICY_DIM)
 
 
 def multi_key(policy_version: str, checkpoint: str) -> dg.MultiPartitionKey:

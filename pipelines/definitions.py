@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import dagster as dg
 
-from checks import ALL_CHECKS
+from assets import evaluation, human_data, reports
 from resources import CampaignStore, CheckpointRegistry, DeploymentLogs, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
-from resources.paths import CAMPAIGNS, DEPLOYMENT, SNAPSHOTS, cache_root, checkpoints_root, data_root, policies_root
+from resources.environment import CAMPAIGNS, DEPLOYMENT, SNAPSHOTS, cache_root, checkpoints_root, data_root, policies_root
 
-from .automation import ALL_SCHEDULES, ALL_SENSORS, REPORT_SCHEDULES
-from .campaign_automation import CAMPAIGN_SENSORS
-from .jobs import ALL_ASSETS, ALL_JOBS, HUMAN_DATA_ASSETS, REPORT_ASSETS, REPORT_JOBS, reports_automation_sensor
 
-__all__ = ["ALL_ASSETS", "ALL_CHECKS", "HUMAN_DATA_ASSETS", "REPORT_ASSETS", "build_definitions", "defs"]
+DOMAINS = (evaluation, human_data, reports)
+# The evaluation chain: what `policyeval run` and most tests materialize. It needs the
+# learned grader (`grades` reads it) and ends in the checkpoint comparison.
+ALL_ASSETS = [*evaluation.ASSETS, *human_data.GRADER_ASSETS, *reports.COMPARISON_ASSETS]
+# The rest of the human data loop and the reports: they also need `campaign_store` and
+# `deployment_logs`, which definitions for the chain alone may leave out.
+HUMAN_DATA_ASSETS = human_data.CAMPAIGN_ASSETS
+REPORT_ASSETS = reports.REPORT_ASSETS
+ALL_CHECKS = [check for domain in DOMAINS for check in domain.CHECKS]
+
+__all__ = ["ALL_ASSETS", "ALL_CHECKS", "DOMAINS", "HUMAN_DATA_ASSETS", "REPORT_ASSETS", "build_definitions", "defs"]
 
 
 def build_definitions(
@@ -29,7 +36,7 @@ def build_definitions(
 ) -> dg.Definitions:
     """The code location; empty strings fall back to environment variables, then defaults.
 
-    The data root is resolved once (`resources.paths`) and every resource gets its folder
+    The data root is resolved once (`resources.environment`) and every resource gets its folder
     under it: tables, campaigns, policy snapshots, deployment logs and reports move together.
     """
     root = data_root(data_dir)
@@ -44,9 +51,9 @@ def build_definitions(
     return dg.Definitions(
         assets=assets,
         asset_checks=ALL_CHECKS,
-        jobs=[*ALL_JOBS, *REPORT_JOBS],
-        sensors=[*ALL_SENSORS, *CAMPAIGN_SENSORS, reports_automation_sensor],
-        schedules=[*ALL_SCHEDULES, *REPORT_SCHEDULES],
+        jobs=[job for domain in DOMAINS for job in domain.JOBS],
+        sensors=[sensor for domain in DOMAINS for sensor in domain.SENSORS],
+        schedules=[schedule for domain in DOMAINS for schedule in domain.SCHEDULES],
         resources={
             "io_manager": ParquetIOManager(base_dir=str(root)),
             "policy_repository": PolicyRepository(packs_dir=str(policies_root(packs_dir)), snapshot_dir=str(root / SNAPSHOTS)),

@@ -31,9 +31,9 @@ from policyeval.generate import GENERATOR_VERSION
 from policyeval.records import content_hash
 from policyeval.runs.manifest import manifest_hash
 
-from resources.paths import cache_root, data_root
+from resources.environment import cache_root, data_root
 
-from .automation import ENDPOINT_TAG, resources_run_config, vanished_checkpoints
+from assets.evaluation.automation import ENDPOINT_TAG, resources_run_config, vanished_checkpoints
 from .definitions import build_definitions
 from .instance import ensure_dagster_home
 from .launcher import LaunchedRun, WorkspaceLauncher

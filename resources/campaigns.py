@@ -32,7 +32,7 @@ from policyeval.campaigns import Campaign, load_campaign, read_gold_set
 from policyeval.campaigns.layout import CampaignPaths, is_valid_name
 from policyeval.errors import PolicyevalError
 from policyeval.records import content_hash
-from .paths import CAMPAIGNS, data_root
+from .environment import CAMPAIGNS, data_root
 
 INBOX = "inbox"
 ANNOTATION_INBOX = "annotations"

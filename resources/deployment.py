@@ -23,7 +23,7 @@ from pathlib import Path
 import dagster as dg
 
 from policyeval.deployment import DEFAULT_MARGIN
-from .paths import DEPLOYMENT, data_root
+from .environment import DEPLOYMENT, data_root
 
 
 

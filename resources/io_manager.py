@@ -15,7 +15,7 @@ import pyarrow as pa
 from policyeval.records import GRADE_SCHEMA, ITEM_SCHEMA, RESPONSE_SCHEMA
 from policyeval.tables import read_parquet, write_parquet
 
-from .paths import ASSETS, data_root
+from .environment import ASSETS, data_root
 
 SCHEMAS: dict[str, pa.Schema] = {"eval_set": ITEM_SCHEMA, "responses": RESPONSE_SCHEMA, "grades": GRADE_SCHEMA}
 

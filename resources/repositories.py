@@ -25,7 +25,7 @@ from policyeval.policy.loader import PACK_FILE
 from policyeval.runs.manifest import CheckpointManifest, load_manifest
 from policyeval.tables import atomic_write_bytes
 
-from .paths import SNAPSHOTS, checkpoints_root, data_root, policies_root
+from .environment import SNAPSHOTS, checkpoints_root, data_root, policies_root
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from policyeval.runs.cache import ResponseCache
 from policyeval.runs.manifest import CheckpointManifest
 
 from .judge import JudgeResource
-from .paths import cache_root
+from .environment import cache_root
 
 
 class RunSettings(dg.ConfigurableResource):

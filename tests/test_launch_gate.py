@@ -27,7 +27,7 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key  # noqa: E402
-from checks import launch_gate  # noqa: E402
+from assets.reports.launch_gate import launch_gate  # noqa: E402
 from pipelines.definitions import ALL_ASSETS  # noqa: E402
 from pipelines.launcher import run_outcome  # noqa: E402
 from pipelines.main_job import _check_summary  # noqa: E402

@@ -18,12 +18,13 @@ import dagster as dg
 import pytest
 from dagster._core.test_utils import create_run_for_test
 
-import pipelines.jobs as jobs
+from assets.evaluation import automation
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
-from pipelines import automation
-from pipelines.automation import (
-    ALL_SCHEDULES,
-    ALL_SENSORS,
+from assets.reports.automation import comparison_job
+from pipelines.definitions import ALL_ASSETS
+from assets.evaluation.automation import (
+    SCHEDULES,
+    SENSORS,
     CHECKPOINT_TAG,
     MANIFEST_HASH_TAG,
     POLICY_TAG,
@@ -34,6 +35,7 @@ from pipelines.automation import (
 )
 from policyeval.runs.manifest import load_manifest, manifest_hash
 from resources import CheckpointRegistry, RunSettings
+from resources.environment import REEVAL_LATEST_ENV
 
 
 AT = datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc)
@@ -112,19 +114,19 @@ def policy_key(resources) -> str:
 
 
 def test_exports_and_defaults(resources) -> None:
-    assert [s.name for s in ALL_SENSORS] == ["checkpoint_sensor", "policy_sensor"]
-    assert [s.name for s in ALL_SCHEDULES] == ["reevaluation_schedule"]
-    for sensor in ALL_SENSORS:
+    assert [s.name for s in SENSORS] == ["checkpoint_sensor", "policy_sensor"]
+    assert [s.name for s in SCHEDULES] == ["reevaluation_schedule"]
+    for sensor in SENSORS:
         assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
         assert sensor.minimum_interval_seconds == 30
     assert reevaluation_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert reevaluation_schedule.cron_schedule == "0 6 * * *"
     # The definitions load with the sensors and schedule wired to the real jobs.
     defs = dg.Definitions(
-        assets=jobs.ALL_ASSETS,
-        jobs=[jobs.policy_job, jobs.evaluation_job, jobs.comparison_job],
-        sensors=ALL_SENSORS,
-        schedules=ALL_SCHEDULES,
+        assets=ALL_ASSETS,
+        jobs=[automation.policy_job, automation.evaluation_job, comparison_job],
+        sensors=SENSORS,
+        schedules=SCHEDULES,
         resources=resources,
     )
     repo = defs.get_repository_def()
@@ -320,10 +322,10 @@ def test_reevaluation_schedule_requests_refresh_runs(instance, workspace, resour
         assert config["sample_per_cell"] == settings.sample_per_cell and config["cache_dir"] == settings.cache_dir
         assert config["baseline_checkpoint"] == "fake-a"
     # The config is valid for the job.
-    job = dg.Definitions(assets=jobs.ALL_ASSETS, jobs=[jobs.evaluation_job], resources=resources).resolve_job_def("evaluation_job")
+    job = dg.Definitions(assets=ALL_ASSETS, jobs=[automation.evaluation_job], resources=resources).resolve_job_def("evaluation_job")
     dg.validate_run_config(job, copy.deepcopy(requests[0].run_config))
 
-    monkeypatch.setenv(automation.REEVAL_LATEST_ENV, "2")
+    monkeypatch.setenv(REEVAL_LATEST_ENV, "2")
     latest_two = reevaluation_schedule(dg.build_schedule_context(instance=instance, resources=resources, scheduled_execution_time=AT))
     assert pairs(latest_two) == {(policy_key, "fake-b"), (policy_key, "fake-c")}
 
@@ -336,9 +338,9 @@ def test_daemon_resolution_accepts_the_requests(instance, resources, policy_key)
     """What the daemon does with a tick: run requests resolve against the jobs and the partitions
     added in the same tick."""
     defs = dg.Definitions(
-        assets=jobs.ALL_ASSETS,
-        jobs=[jobs.policy_job, jobs.evaluation_job],
-        sensors=ALL_SENSORS,
+        assets=ALL_ASSETS,
+        jobs=[automation.policy_job, automation.evaluation_job],
+        sensors=SENSORS,
         resources=resources,
     )
     instance.add_dynamic_partitions(POLICY_DIM, [policy_key])

@@ -20,10 +20,10 @@ import pytest
 
 from .helpers import latest_materialized, materialize_checked
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
-from checks import grader_kappa_vs_gold
-from pipelines.campaign_automation import campaign_inbox_sensor
+from assets.human_data.grader_checks import grader_kappa_vs_gold
+from assets.human_data.automation import campaign_inbox_sensor
 from pipelines.definitions import ALL_ASSETS, HUMAN_DATA_ASSETS
-from pipelines.jobs import human_data_job
+from assets.human_data.automation import human_data_job
 from policyeval.campaigns import combine_gold, load_annotations, render_guidance
 from policyeval.coverage import coverage_report
 from policyeval.policy import load_policy

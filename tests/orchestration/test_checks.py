@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key, policy_x_checkpoint
-from checks import ALL_CHECKS, eval_set_valid, launch_gate
+from assets.evaluation.quality_checks import eval_set_valid
+from assets.reports.launch_gate import launch_gate
 from checks import expectations as ex
-from assets.launch_assets import launch_approval
-from checks.launch_gate import gate_check_result
+from assets.reports.launch import launch_approval
+from assets.reports.launch_gate import gate_check_result
 from policyeval.launch_gate import evaluate_gate
-from pipelines.definitions import ALL_ASSETS
+from pipelines.definitions import ALL_ASSETS, ALL_CHECKS
 from policyeval.generate import generate_eval_set, items_to_frame
 from policyeval.policy import PolicyPack, load_policy
 from policyeval.policy.model import Thresholds

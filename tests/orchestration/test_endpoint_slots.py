@@ -8,7 +8,7 @@ import time
 
 import dagster as dg
 
-from assets.endpoint_slots import endpoint_pool
+from assets.evaluation.endpoint_slots import endpoint_pool
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
 from pipelines.definitions import ALL_ASSETS
 from policyeval.runs.manifest import load_manifest

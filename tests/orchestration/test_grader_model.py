@@ -9,10 +9,10 @@ import pandas as pd
 
 from assets.materializations import latest_record
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
-from checks import grader_kappa_vs_gold
-from pipelines.campaign_automation import grader_model_sensor
+from assets.human_data.grader_checks import grader_kappa_vs_gold
+from assets.human_data.automation import grader_model_sensor
 from pipelines.definitions import ALL_ASSETS, HUMAN_DATA_ASSETS
-from pipelines.jobs import grader_model_job
+from assets.human_data.automation import grader_model_job
 from policyeval.campaigns import write_gold_set
 from policyeval.graders.gold_training import GoldSplit
 from policyeval.graders.learned import DEFAULT_ARTIFACT, LearnedGrader

@@ -39,23 +39,31 @@ Everything starts STOPPED; turn it on in the UI (Automation tab) or with
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 
 import dagster as dg
 
-from assets.evaluation_assets import responses
+from assets.evaluation.measurement import grades, metrics, responses
 from assets.materializations import latest_value
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, checkpoints, multi_key, policy_versions
-from assets.policy_assets import eval_set
-from pipelines.jobs import drift_job, evaluation_job, policy_job
+from assets.evaluation.policy import coverage_report, eval_set, policy
 from policyeval.runs.manifest import CheckpointManifest, manifest_hash
 from resources import CheckpointRegistry, PolicyRepository, RunSettings
+from resources.environment import reevaluation_cron, reevaluation_latest_checkpoints
+
+policy_job = dg.define_asset_job(
+    "policy_version_job",
+    # grader_model (human data) picks the version's learned grader; by key, so the domains stay apart
+    selection=dg.AssetSelection.assets(policy, eval_set, coverage_report, "grader_model"),
+    description="Snapshot a policy version, generate its eval set and coverage report, pick its learned grader.",
+)
+evaluation_job = dg.define_asset_job(
+    "evaluation_job",
+    selection=dg.AssetSelection.assets(responses, grades, metrics),
+    description="Run one checkpoint on one policy version's eval set: responses, grades, metrics.",
+)
 
 SENSOR_INTERVAL_S = 30
-REEVAL_CRON_ENV = "POLICYEVAL_REEVAL_CRON"
-REEVAL_CRON_DEFAULT = "0 6 * * *"
-REEVAL_LATEST_ENV = "POLICYEVAL_REEVAL_LATEST_CHECKPOINTS"
 
 POLICY_TAG = "policyeval/policy_version"
 CHECKPOINT_TAG = "policyeval/checkpoint"
@@ -278,20 +286,6 @@ def policy_sensor(
 # Scheduled re-evaluation
 
 
-def _latest_checkpoint_count() -> int | None:
-    """N from POLICYEVAL_REEVAL_LATEST_CHECKPOINTS; None (all) when unset, empty, 'all' or 0."""
-    raw = os.environ.get(REEVAL_LATEST_ENV, "").strip().lower()
-    if raw in ("", "all", "0"):
-        return None
-    try:
-        count = int(raw)
-    except ValueError:
-        raise ValueError(f"{REEVAL_LATEST_ENV} must be a positive integer or 'all', got {raw!r}") from None
-    if count < 0:
-        raise ValueError(f"{REEVAL_LATEST_ENV} must be a positive integer or 'all', got {raw!r}")
-    return count
-
-
 def latest_policy_versions(instance: dg.DagsterInstance, repository: PolicyRepository, log=None) -> dict[str, str]:
     """Per pack id, the most recently registered policy version whose eval set exists."""
     on_disk, _ = repository.scan()
@@ -330,7 +324,7 @@ def refresh_run_config(run_settings: RunSettings) -> dict:
 
 @dg.schedule(
     name="reevaluation_schedule",
-    cron_schedule=os.environ.get(REEVAL_CRON_ENV, REEVAL_CRON_DEFAULT),
+    cron_schedule=reevaluation_cron(),
     job=evaluation_job,
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description=(
@@ -344,7 +338,7 @@ def reevaluation_schedule(
     checkpoint_registry: CheckpointRegistry,
     run_settings: RunSettings,
 ):
-    count = _latest_checkpoint_count()
+    count = reevaluation_latest_checkpoints()
     latest = latest_policy_versions(context.instance, policy_repository, context.log)
     manifests, problems = load_checkpoints(checkpoint_registry)
     _log_all(context, problems)
@@ -372,21 +366,19 @@ def reevaluation_schedule(
     return run_requests
 
 
-ALL_SENSORS = [checkpoint_sensor, policy_sensor]
-# Deployment drift: each day's partition once the day is over (stopped until turned on).
-drift_schedule = dg.build_schedule_from_partitioned_job(
-    drift_job, name="deployment_drift_schedule", hour_of_day=7, default_status=dg.DefaultScheduleStatus.STOPPED
-)
-
-ALL_SCHEDULES = [reevaluation_schedule]
-REPORT_SCHEDULES = [drift_schedule]  # needs the report assets in the same Definitions
+JOBS = [policy_job, evaluation_job]
+SENSORS = [checkpoint_sensor, policy_sensor]
+SCHEDULES = [reevaluation_schedule]
 
 __all__ = [
-    "ALL_SCHEDULES",
-    "ALL_SENSORS",
+    "JOBS",
+    "SCHEDULES",
+    "SENSORS",
+    "evaluation_job",
     "checkpoint_sensor",
     "latest_policy_versions",
     "load_checkpoints",
+    "policy_job",
     "policy_sensor",
     "reevaluation_schedule",
     "refresh_run_config",

@@ -8,21 +8,21 @@ FAIL and INCOMPLETE fail: a threshold with nothing measured is not a pass.
 
 The check is not blocking: a checkpoint that fails the gate was measured successfully, so
 its evaluation run is green with this check red (ERROR), its reports say FAIL, and what the
-gate blocks is `launch_approval` (assets/launch_assets.py), the record that it may launch.
+gate blocks is `launch_approval` (assets/reports/launch.py), the record that it may launch.
 """
 
 import dagster as dg
 import pandas as pd
 
-from assets.evaluation_assets import metrics
+from assets.evaluation.measurement import metrics
 from assets.partitions import policy_x_checkpoint, split_multi_key
-from assets.report_assets import pack_gate
+from assets.reports.reports import pack_gate
 from policyeval.launch_gate import GateResult
 from policyeval.markdown import markdown_rows
 from resources import CampaignStore, JudgeResource, PolicyRepository, RunSettings
 
-from .expectations import SAMPLE_ROWS
-from .partitioned import partitioned_check
+from checks.expectations import SAMPLE_ROWS
+from checks.partitioned import partitioned_check
 
 
 @partitioned_check(

@@ -11,13 +11,13 @@ materialized in a run where it fails (and the run is reported failed).
 import dagster as dg
 import pandas as pd
 
-from assets.campaign_assets import grader_validation
+from assets.human_data.campaigns import grader_validation
 from assets.partitions import policy_x_checkpoint, split_multi_key
 from policyeval.launch_gate import kappa_gate
 from policyeval.validation.markdown import confusion_markdown, per_category_markdown
 from resources import PolicyRepository
 
-from .partitioned import partitioned_check
+from checks.partitioned import partitioned_check
 
 
 @partitioned_check(

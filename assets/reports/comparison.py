@@ -3,8 +3,6 @@ against the baseline checkpoint. The baseline and what counts as a significant
 regression (Holm-adjusted per category) are the core's, as in the comparison report."""
 
 
-import warnings
-
 import dagster as dg
 import pandas as pd
 
@@ -12,18 +10,14 @@ from policyeval.stats import choose_baseline, compare_checkpoints, graded_by_che
 from policyeval.stats.intervals import rate_text
 from resources import RunSettings
 
-from .failures import fail_clearly
-from .partitions import POLICY_DIM, policy_versions
+from assets.failures import fail_clearly
+from assets.partitions import BY_POLICY_VERSION, policy_versions
 
 OWNERS = ["team:policy"]
 
-with warnings.catch_warnings():  # the mapping is marked beta; it is the documented way to fan in
-    warnings.simplefilter("ignore", dg.BetaWarning)
-    BY_POLICY_VERSION = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=POLICY_DIM)
-
 # Requested whenever any checkpoint's grades or metrics change: a fan-in over checkpoints, some of
 # which may never be measured under this version, must not wait for all of them (eager would).
-# The reports over every checkpoint (report_assets) follow the same rule.
+# The reports over every checkpoint (reports.py) follow the same rule.
 FOLLOWS_ANY = (dg.AutomationCondition.any_deps_updated().since_last_handled()
                & ~dg.AutomationCondition.any_deps_in_progress()
                & ~dg.AutomationCondition.in_progress()).with_label("any input updated")

@@ -1,10 +1,15 @@
-"""Where the project's data lives: the one place the data-root setting is read.
+"""The one place the environment is read: where the project's data lives, and the few
+settings fixed when the definitions load.
 
 `POLICYEVAL_DATA_DIR` (default `./data`) holds the Parquet tables (`assets/`), reports,
 campaigns, policy snapshots and deployment logs; `POLICYEVAL_CACHE_DIR` (default
 `./.cache/responses`) the response cache. `build_definitions` resolves the root once and
 hands each resource its folder under it, so the UI, sensors and `policyeval run` agree;
 a resource built without a path (a test, a notebook) falls back to the same rule here.
+
+`POLICYEVAL_REEVAL_CRON` and `POLICYEVAL_DEPLOYMENT_START` shape a schedule and a
+partitions definition, which exist before any resource does, so they are read here too;
+`POLICYEVAL_REEVAL_LATEST_CHECKPOINTS` is read on each tick of the re-evaluation schedule.
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ DATA_DIR_ENV = "POLICYEVAL_DATA_DIR"
 CACHE_DIR_ENV = "POLICYEVAL_CACHE_DIR"
 POLICIES_DIR_ENV = "POLICYEVAL_POLICIES"
 CHECKPOINTS_DIR_ENV = "POLICYEVAL_CHECKPOINTS"
+REEVAL_CRON_ENV = "POLICYEVAL_REEVAL_CRON"
+REEVAL_CRON_DEFAULT = "0 6 * * *"
+REEVAL_LATEST_ENV = "POLICYEVAL_REEVAL_LATEST_CHECKPOINTS"
+DEPLOYMENT_START_ENV = "POLICYEVAL_DEPLOYMENT_START"
+DEPLOYMENT_START_DEFAULT = "2026-01-01"
 
 ASSETS = "assets"
 REPORTS = "reports"
@@ -42,3 +52,24 @@ def checkpoints_root(configured: str = "") -> Path:
 def cache_root(configured: str = "") -> Path:
     """The response cache: `configured` when given, else $POLICYEVAL_CACHE_DIR, else ./.cache/responses."""
     return Path(configured or os.environ.get(CACHE_DIR_ENV) or ".cache/responses")
+
+
+def reevaluation_cron() -> str:
+    """The re-evaluation schedule's cron: $POLICYEVAL_REEVAL_CRON, else daily at 06:00."""
+    return os.environ.get(REEVAL_CRON_ENV) or REEVAL_CRON_DEFAULT
+
+
+def reevaluation_latest_checkpoints() -> int | None:
+    """How many of the most recently registered checkpoints the schedule re-asks:
+    $POLICYEVAL_REEVAL_LATEST_CHECKPOINTS; None (all) when unset, empty, 'all' or 0."""
+    raw = os.environ.get(REEVAL_LATEST_ENV, "").strip().lower()
+    if raw in ("", "all", "0"):
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"{REEVAL_LATEST_ENV} must be a positive integer or 'all', got {raw!r}")
+    return int(raw)
+
+
+def deployment_start() -> str:
+    """The first day of sampled deployment traffic: $POLICYEVAL_DEPLOYMENT_START, else 2026-01-01."""
+    return os.environ.get(DEPLOYMENT_START_ENV) or DEPLOYMENT_START_DEFAULT

@@ -15,9 +15,9 @@ import pandas as pd
 
 from resources import CampaignStore, JudgeResource, PolicyRepository, RunSettings
 
-from .failures import fail_clearly
-from .partitions import policy_x_checkpoint, split_multi_key
-from .report_assets import pack_gate
+from assets.failures import fail_clearly
+from assets.partitions import policy_x_checkpoint, split_multi_key
+from assets.reports.reports import pack_gate
 
 APPROVAL_COLUMNS = ["policy_version", "checkpoint_id", "verdict", "summary"]
 

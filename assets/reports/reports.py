@@ -18,8 +18,7 @@ they were made from. Gold sets are optional: a policy version without one gets r
 without grader validity.
 """
 
-import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,38 +27,37 @@ import dagster as dg
 import pandas as pd
 
 from policyeval.coverage import coverage_report as build_coverage
-from policyeval.deployment import ALL_CATEGORIES, DeploymentConversation, PiiScrubber, detect_drift, grade_conversations, load_conversations
-from policyeval.errors import InputError, PolicyevalError
+from policyeval.deployment import ALL_CATEGORIES, detect_drift, grade_conversations
+from policyeval.deployment.days import import_day
+from policyeval.errors import PolicyevalError
 from policyeval.policy import PolicyPack
 from policyeval.policy.diff import diff_packs
 from policyeval.launch_gate import GateResult, evaluate_pack_gate
-from policyeval.markdown import markdown_rows
 from policyeval.reports import Document, comparison_document, coverage_document, drift_document, policy_diff_document, safety_document
 from policyeval.reports.lineage import footer
 from policyeval.reports.redaction import check_redaction
-from policyeval.reports.render import Paragraph, Stat, Stats, pp, section
+from policyeval.reports.render import Paragraph, Stat, Stats, section
+from policyeval.reports.summaries import drift_markdown
 from policyeval.runs.manifest import manifest_hash
 from policyeval.stats import choose_baseline, graded_by_checkpoint, measured_under_both
-from policyeval.stats.intervals import format_rate
 from policyeval.tables import atomic_write_bytes
 from policyeval.validation import GraderValidation
 from policyeval.validation.gold_comparison import grader_validity
-from resources.paths import REPORTS, data_root
+from resources.environment import REPORTS, data_root, deployment_start
 from resources import CampaignStore, CheckpointRegistry, DeploymentLogs, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
 
-from .failures import fail_clearly
-from .campaign_assets import gold_for_validation
-from .comparison_assets import BY_POLICY_VERSION, FOLLOWS_ANY
-from .materializations import latest_value
-from .partitions import POLICY_DIM, key_dimension, policy_versions, policy_x_checkpoint, safe_key, split_multi_key
+from assets.failures import fail_clearly
+from assets.human_data.campaigns import gold_for_validation
+from assets.reports.comparison import FOLLOWS_ANY
+from assets.materializations import latest_value
+from assets.partitions import BY_POLICY_VERSION, POLICY_DIM, key_dimension, policy_versions, policy_x_checkpoint, safe_key, split_multi_key
 
 OWNERS = ["team:policy"]
 GROUP = "reports"
 KINDS = {"html", "markdown"}
-DEPLOYMENT_START_ENV = "POLICYEVAL_DEPLOYMENT_START"
 
 # Days of deployment traffic; the first day is configurable because a team starts sampling when it starts.
-deployment_days = dg.DailyPartitionsDefinition(start_date=os.environ.get(DEPLOYMENT_START_ENV, "2026-01-01"))
+deployment_days = dg.DailyPartitionsDefinition(start_date=deployment_start())
 
 ALL_GRADES = dg.AssetIn(partition_mapping=BY_POLICY_VERSION, metadata={"all_partitions": True})
 # Every policy version's tables: the policy diff compares this version with the previous
@@ -379,26 +377,6 @@ def first_version_document(pack: PolicyPack, items: pd.DataFrame, lineage: dict[
     )
 
 
-def drift_markdown(rates: pd.DataFrame) -> str:
-    """Per category: deployment and baseline refusal rates with intervals, the difference and the verdict."""
-    rows = [
-        {
-            "category": r.category_id,
-            "deployment": rate_label(r.k, r.n, r.rate, r.low, r.high),
-            "eval baseline": rate_label(r.baseline_k, r.baseline_n, r.baseline_rate, r.baseline_low, r.baseline_high),
-            "difference": pp(r.delta),
-            "status": "drift" if r.drifted else "no baseline" if not r.baseline_n else "within",
-        }
-        for r in rates.itertuples()
-    ]
-    return markdown_rows(pd.DataFrame(rows), limit=100)
-
-
-def rate_label(k: Any, n: Any, rate: Any, low: Any, high: Any) -> str:
-    if pd.isna(n) or not int(n):
-        return "–"
-    return format_rate(int(k), int(n), None if pd.isna(rate) else float(rate), float(low), float(high))
-
 
 # ---------------------------------------------------------------------------
 # Inputs and lineage
@@ -448,35 +426,6 @@ def pack_gate(metrics: pd.DataFrame, grades: pd.DataFrame, pack: PolicyPack, pol
 def grades_of(grades: dict[Any, pd.DataFrame], policy_key: str) -> dict[Any, pd.DataFrame]:
     """The grades partitions of one policy version, from a mapping over every partition."""
     return {k: v for k, v in grades.items() if key_dimension(k, POLICY_DIM) == policy_key}
-
-
-@dataclass(frozen=True)
-class DayImport:
-    conversations: list[DeploymentConversation]
-    scrubbed: dict[str, int]
-    outside_day: int  # records in the day's files stamped on another day: left out
-    empty_files: list[str]
-
-
-def import_day(files: list[Path], day: date) -> DayImport:
-    """The day's conversations, scrubbed as they are read; a malformed file fails the run, naming file and line."""
-    scrubber = PiiScrubber()
-    kept, outside, empty = [], 0, []
-    for path in files:
-        with path.open(encoding="utf-8") as handle:
-            if not any(line.strip() for line in handle):
-                empty.append(path.name)
-                continue
-        try:
-            imported = load_conversations(path, scrubber)
-        except InputError as exc:
-            raise dg.Failure(f"{exc}: fix or move the file aside; this day is not reported until then") from None
-        for conversation in imported.conversations:
-            if conversation.timestamp.date() == day:
-                kept.append(conversation)
-            else:
-                outside += 1
-    return DayImport(kept, {kind: n for kind, n in sorted(scrubber.counts.items()) if n}, outside, empty)
 
 
 def baseline_grades(grades: dict[Any, pd.DataFrame], instance: dg.DagsterInstance, logs: DeploymentLogs,

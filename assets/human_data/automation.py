@@ -25,6 +25,9 @@ from collections import defaultdict
 
 import dagster as dg
 
+from assets.evaluation.automation import CHECKPOINT_TAG, POLICY_TAG, SENSOR_INTERVAL_S
+from assets.human_data.campaigns import adjudication_queue, annotations, annotator_agreement
+from assets.human_data.grader_model import grader_model
 from assets.materializations import latest_value
 from assets.partitions import CHECKPOINT_DIM, POLICY_DIM, multi_key
 from policyeval.campaigns.importing import file_sha256
@@ -32,8 +35,16 @@ from policyeval.records import content_hash
 from resources import CampaignStore
 from resources.campaigns import InboxFile
 
-from .automation import CHECKPOINT_TAG, POLICY_TAG, SENSOR_INTERVAL_S
-from .jobs import grader_model_job, human_data_job
+grader_model_job = dg.define_asset_job(
+    "grader_model_job",
+    selection=dg.AssetSelection.assets(grader_model),
+    description="Train a policy version's learned grader on its gold set (or fall back to the shipped default).",
+)
+human_data_job = dg.define_asset_job(
+    "human_data_job",
+    selection=dg.AssetSelection.assets(annotations, annotator_agreement, adjudication_queue),
+    description="Import a campaign's inbox files (annotations, adjudications); agreement and the adjudication queue.",
+)
 
 CAMPAIGN_TAG = "policyeval/campaign"
 
@@ -122,6 +133,7 @@ def grader_model_sensor(context: dg.SensorEvaluationContext, asset_event: dg.Eve
     return dg.RunRequest(job_name=grader_model_job.name, partition_key=policy_key, run_key=f"gold:{policy_key}:{gold_version}", tags={POLICY_TAG: policy_key})
 
 
-CAMPAIGN_SENSORS = [campaign_inbox_sensor, grader_model_sensor]
+JOBS = [grader_model_job, human_data_job]
+SENSORS = [campaign_inbox_sensor, grader_model_sensor]
 
-__all__ = ["CAMPAIGN_SENSORS", "CAMPAIGN_TAG", "campaign_inbox_sensor", "grader_model_sensor"]
+__all__ = ["CAMPAIGN_TAG", "JOBS", "SENSORS", "campaign_inbox_sensor", "grader_model_job", "grader_model_sensor", "human_data_job"]

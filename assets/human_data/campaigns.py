@@ -62,10 +62,9 @@ from policyeval.validation.markdown import confusion_markdown, detection_markdow
 from resources import CampaignStore, JudgeResource, PolicyRepository, RunSettings
 from resources.campaigns import ADJUDICATION_INBOX, ANNOTATION_INBOX
 
-from .failures import fail_clearly
-from .comparison_assets import BY_POLICY_VERSION
-from .partitions import CHECKPOINT_DIM, key_dimension, policy_versions, policy_x_checkpoint, split_multi_key
-from .policy_assets import policy
+from assets.failures import fail_clearly
+from assets.partitions import BY_POLICY_VERSION, CHECKPOINT_DIM, key_dimension, policy_versions, policy_x_checkpoint, split_multi_key
+from assets.evaluation.policy import policy
 
 OWNERS = ["team:policy"]
 GROUP = "human_data"

@@ -10,8 +10,8 @@ from policyeval.records import content_hash
 from policyeval.stats import to_markdown_table
 from resources import CampaignStore, PolicyRepository
 
-from .failures import fail_clearly
-from .partitions import policy_versions
+from assets.failures import fail_clearly
+from assets.partitions import policy_versions
 
 OWNERS = ["team:policy"]
 

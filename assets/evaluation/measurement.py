@@ -7,16 +7,16 @@ import pandas as pd
 from policyeval.generate import added_items, edit_aware_sample, generate_eval_set
 from policyeval.graders import DEFAULT_GRADER, grade_responses, grader_code_version
 from policyeval.records import EvalItem, content_hash
+from policyeval.reports.summaries import metrics_markdown, worst_failures_markdown
 from policyeval.runs.manifest import manifest_hash
 from policyeval.runs.progress import ProgressReporter
 from policyeval.runs.runner import RunStats, run_checkpoint
 from policyeval.stats import metrics_report, to_markdown_table
 from resources import CheckpointRegistry, JudgeResource, PolicyRepository, RunSettings
 
-from .endpoint_slots import endpoint_slot
-from .failures import fail_clearly
-from .metadata import metrics_markdown, worst_failures_markdown
-from .partitions import POLICY_DIM, policy_x_checkpoint, split_multi_key
+from assets.evaluation.endpoint_slots import endpoint_slot
+from assets.failures import fail_clearly
+from assets.partitions import POLICY_DIM, policy_x_checkpoint, split_multi_key
 
 OWNERS = ["team:policy"]
 

@@ -14,14 +14,14 @@ coverage minimum): the numbers hold, with wider intervals or a blind spot to not
 import dagster as dg
 import pandas as pd
 
-from assets.evaluation_assets import grades, responses
+from assets.evaluation.measurement import grades, responses
 from assets.partitions import policy_versions, policy_x_checkpoint, split_multi_key
-from assets.policy_assets import coverage_report, eval_set
+from assets.evaluation.policy import coverage_report, eval_set
 from resources import PolicyRepository
 
-from . import expectations as ex
-from .partitioned import partitioned_check
-from .reporting import summary_result
+from checks import expectations as ex
+from checks.partitioned import partitioned_check
+from checks.reporting import summary_result
 
 ERROR = dg.AssetCheckSeverity.ERROR
 WARN = dg.AssetCheckSeverity.WARN

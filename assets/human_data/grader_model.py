@@ -34,14 +34,13 @@ from policyeval.graders.gold_training import (
     untrainable_reason,
 )
 from policyeval.graders.learned import LearnedGrader
-from policyeval.stats import to_markdown_table
-from policyeval.stats.intervals import format_rate
+from policyeval.reports.summaries import graders_markdown
 from policyeval.validation import GraderValidation
 from resources import CampaignStore, PolicyRepository
 
-from .failures import fail_clearly
-from .campaign_assets import GROUP, OWNERS, gold_set
-from .partitions import policy_versions
+from assets.failures import fail_clearly
+from assets.human_data.campaigns import GROUP, OWNERS, gold_set
+from assets.partitions import policy_versions
 
 SHIPPED = "shipped"
 GOLD = "gold"
@@ -103,7 +102,7 @@ def grader_model(context: dg.AssetExecutionContext, policy_repository: PolicyRep
             shipped = heldout_validation(heldout, LearnedGrader(pack=pack), labels, pack)
             metadata.update(_figures("heldout", mine))
             metadata.update(_figures("shipped_heldout", shipped))
-            metadata["heldout_vs_shipped"] = dg.MetadataValue.md(_comparison_markdown(
+            metadata["heldout_vs_shipped"] = dg.MetadataValue.md(graders_markdown(
                 {f"trained learned@{trained.version}": mine, f"shipped learned@{LearnedGrader().version}": shipped}))
     metadata.update(artifact_hash=digest, grader_version=row["grader_version"])
     return dg.Output(
@@ -116,11 +115,3 @@ def grader_model(context: dg.AssetExecutionContext, policy_repository: PolicyRep
 def _figures(prefix: str, validation: GraderValidation) -> dict[str, Any]:
     return {f"{prefix}_items": validation.n_items, f"{prefix}_accuracy": validation.accuracy,
             f"{prefix}_kappa": validation.cohen_kappa}
-
-
-def _comparison_markdown(validations: dict[str, GraderValidation]) -> str:
-    rows = [{"grader": name,
-             "accuracy": format_rate(v.n_correct, v.n_items, v.accuracy, v.accuracy_low, v.accuracy_high),
-             "kappa": "undefined" if v.cohen_kappa is None else f"{v.cohen_kappa:.3f}"}
-            for name, v in validations.items()]
-    return to_markdown_table(pd.DataFrame(rows))
