@@ -6,7 +6,9 @@ leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import json
 import math
 import os
@@ -281,24 +283,67 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [record for _, record in iter_jsonl(path)]
 
 
+def decode_utf8(path: str | os.PathLike, raw: bytes) -> str:
+    """Bytes of a text file as str (a byte-order mark is accepted); bad bytes name their line."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", line=line) from None
+
+
+MAX_CSV_FIELD = 64 * 2**20  # a long model response is one cell; the csv module's default is 128 KiB
+
+
+def csv_rows(path: str | os.PathLike, text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line where the row starts, cells) for each row of a CSV text, the header first.
+
+    Blank lines are skipped. Line numbers are physical lines, so a quoted cell holding
+    newlines does not shift the rows after it; a malformed row names its line.
+    """
+    if csv.field_size_limit() < MAX_CSV_FIELD:
+        csv.field_size_limit(MAX_CSV_FIELD)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    end = 0
+    while True:
+        start = end + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(path, f"malformed CSV ({exc})", line=start) from None
+        end = reader.line_num
+        if cells:
+            yield start, cells
+
+
 def read_csv_columns(path: str | os.PathLike, columns: Iterable[str]) -> pd.DataFrame:
     """A CSV as text cells (only empty cells are missing), naming any absent column.
 
-    Rows longer than the header are an error rather than silently becoming an index.
+    Every row must have as many cells as the header and at least one row must follow
+    it; any problem with the file's shape names the file and line.
     """
-    import warnings
-
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file" if not path.exists() else "not a file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], index_col=False)
-    except Exception as exc:  # pandas raises parser, decode and empty-data errors alike
-        raise InputError(path, f"not a readable CSV ({exc.__class__.__name__}: {exc})") from None
-    missing = [c for c in columns if c not in frame.columns]
+    rows = csv_rows(path, decode_utf8(path, path.read_bytes()))
+    first = next(rows, None)
+    if first is None:
+        raise InputError(path, "empty file: expected a header row and data rows", line=1)
+    header_line, header = first
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise InputError(path, f"column(s) {', '.join(duplicated)} appear twice in the header", line=header_line)
+    missing = [c for c in columns if c not in header]
     if missing:
-        available = ", ".join(map(str, frame.columns))
-        raise InputError(path, f"no column(s) {', '.join(missing)} (columns: {available})")
-    return frame
+        raise InputError(path, f"no column(s) {', '.join(missing)} (columns: {', '.join(header)})", line=header_line)
+    records: list[list[str | None]] = []
+    for line, cells in rows:
+        if len(cells) != len(header):
+            raise InputError(path, f"{len(cells)} fields but the header has {len(header)}", line=line)
+        records.append([cell if cell != "" else None for cell in cells])
+    if not records:
+        raise InputError(path, "no data rows: only a header", line=header_line)
+    return pd.DataFrame(records, columns=header, dtype=object)
+

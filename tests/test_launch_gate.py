@@ -11,7 +11,6 @@ failure), so they are held to the core's kappa row rather than to the whole verd
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from pipelines.launcher import run_outcome  # noqa: E402
 from pipelines.main_job import _check_summary  # noqa: E402
 from policyeval.campaigns.gold import GOLD_SCHEMA  # noqa: E402
 from policyeval.launch_gate import KAPPA, GateResult, GateRow, evaluate_gate, evaluate_pack_gate, kappa_gate, markdown_table  # noqa: E402
+from policyeval.markdown import escape_text  # noqa: E402
 from policyeval.policy import PolicyPack  # noqa: E402
 from policyeval.policy.model import Thresholds  # noqa: E402
 from policyeval.records import GRADE_SCHEMA, outcome_of  # noqa: E402
@@ -292,7 +292,7 @@ def test_every_caller_reaches_the_cores_verdict(world, index: int) -> None:
         assert j.check.metadata["thresholds_exceeded"].value == len(c.failing)
         for metric in c.failing:
             metric, _, severity = metric.partition("/")
-            assert metric in html.unescape(j.check.metadata["failing_rows"].value)
+            assert escape_text(metric) in j.check.metadata["failing_rows"].value
             assert f"{metric} {severity or 'overall'} " in j.check.description
     # `policyeval run` prints the core's verdict
     assert j.summary.split(":")[0] == c.verdict and j.summary_blocked is blocks

@@ -28,7 +28,7 @@ import pyarrow as pa
 from ..errors import InputError, PolicyevalError
 from ..policy.model import PolicyPack
 from ..records import content_hash
-from ..tables import read_parquet
+from ..tables import decode_utf8, read_parquet
 from .guidance import Guidance, render_guidance
 from .layout import CampaignPaths, is_valid_name
 
@@ -187,9 +187,16 @@ def load_campaign(root: str | Path) -> Campaign:
     if not paths.manifest.is_file():
         raise InputError(paths.root, "not a campaign folder (no campaign.json)")
     try:
-        meta = json.loads(paths.manifest.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(paths.manifest, f"unreadable campaign manifest ({exc})") from None
+        meta = json.loads(decode_utf8(paths.manifest, paths.manifest.read_bytes()))
+    except json.JSONDecodeError as exc:
+        raise InputError(paths.manifest, f"unreadable campaign manifest (invalid JSON: {exc.msg})", line=exc.lineno) from None
+    required = ("campaign_id", "policy_id", "policy_version", "policy_hash", "guidance_hash", "behaviors",
+                "annotators", "overlap_k", "seed", "requested_size")
+    if not isinstance(meta, dict):
+        raise InputError(paths.manifest, "a campaign manifest is a JSON object", line=1)
+    missing = [key for key in required if key not in meta]
+    if missing:
+        raise InputError(paths.manifest, f"campaign manifest lacks {', '.join(missing)}")
     items = read_parquet(paths.items, CAMPAIGN_ITEM_SCHEMA)
     assignments = read_parquet(paths.assignments, ASSIGNMENT_SCHEMA)
     guidance = Guidance(

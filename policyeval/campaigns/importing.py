@@ -23,6 +23,7 @@ from typing import Iterable
 import pandas as pd
 
 from ..errors import InputError
+from ..tables import csv_rows, decode_utf8
 
 
 @dataclass(frozen=True, order=True)
@@ -79,11 +80,10 @@ def read_text(path: Path, problems: Problems) -> str | None:
     """The file as UTF-8 text (a byte-order mark is accepted), or None with a problem recorded."""
     if not path.is_file():
         raise InputError(path, "no such file" if not path.exists() else "not a file")
-    raw = path.read_bytes()
     try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        problems.add(f"not UTF-8 text ({exc.reason} at byte {exc.start})", line=raw[: exc.start].count(b"\n") + 1)
+        return decode_utf8(path, path.read_bytes())
+    except InputError as exc:
+        problems.add(exc.message, line=exc.line)
         return None
 
 
@@ -96,47 +96,48 @@ def csv_header(text: str) -> list[str]:
 
 
 def read_csv(path: Path, text: str, required: Iterable[str], problems: Problems) -> list[CsvRecord] | None:
-    """Records of a CSV with their lines; None (with problems) if its shape is unusable."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    """Records of a CSV with their lines; None (with problems) if its shape is unusable.
+
+    A row shorter than the header is padded with empty cells (some tools drop trailing
+    empty cells); a longer one is a problem of its line.
+    """
+    rows = csv_rows(path, text)
     try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        problems.add(f"malformed CSV ({exc})", line=1)
+        first = next(rows, None)
+    except InputError as exc:
+        problems.add(exc.message, line=exc.line)
         return None
-    if header is None:
+    if first is None:
         problems.add("empty file: expected a header row", line=1)
         return None
+    header_line, header = first
     header = [h.strip() for h in header]
     duplicated = sorted({h for h in header if header.count(h) > 1})
     if duplicated:
-        problems.add(f"column(s) {', '.join(duplicated)} appear twice in the header", line=1)
+        problems.add(f"column(s) {', '.join(duplicated)} appear twice in the header", line=header_line)
     missing = [c for c in required if c not in header]
     if missing:
-        problems.add(f"missing column(s) {', '.join(missing)} (columns: {', '.join(header)})", line=1)
+        problems.add(f"missing column(s) {', '.join(missing)} (columns: {', '.join(header)})", line=header_line)
     if duplicated or missing:
         return None
 
     records: list[CsvRecord] = []
-    previous_end = reader.line_num
     row_number = 0
-    while True:
-        start = previous_end + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            problems.add(f"malformed CSV ({exc})", line=start)
-            return None
-        previous_end = reader.line_num
-        if not any(c.strip() for c in cells):
-            continue
-        row_number += 1
-        if len(cells) > len(header):
-            problems.add(f"row {row_number}: {len(cells)} cells but the header has {len(header)}", line=start)
-            continue
-        cells = cells + [""] * (len(header) - len(cells))
-        records.append(CsvRecord(start, row_number, dict(zip(header, cells))))
+    try:
+        for line, cells in rows:
+            if not any(c.strip() for c in cells):
+                continue
+            row_number += 1
+            if len(cells) > len(header):
+                problems.add(f"row {row_number}: {len(cells)} cells but the header has {len(header)}", line=line)
+                continue
+            cells = cells + [""] * (len(header) - len(cells))
+            records.append(CsvRecord(line, row_number, dict(zip(header, cells))))
+    except InputError as exc:
+        problems.add(exc.message, line=exc.line)
+        return None
+    if not row_number:
+        problems.add("no data rows: only a header", line=header_line)
     return records
 
 

@@ -53,7 +53,8 @@ def metrics(grades: Path, level: str | None, as_json: bool, out: Path | None) ->
         return
     for name, df in chosen.items():
         click.echo(f"## {name}\n")
-        click.echo(to_markdown_table(_readable(df)) if len(df) else "(no grades)")
+        # The rate cells are composed here from numbers; the key columns (category ids...) are escaped.
+        click.echo(to_markdown_table(_readable(df), markdown_columns=RATE_LABELS.values()) if len(df) else "(no grades)")
         click.echo("")
 
 

@@ -65,6 +65,9 @@ def validate_grader(path: Path, prompt_column: str, response_column: str, label_
     rubrics = _rubric_categories(path, frame, rubric_column, pack) if rubric_column else None
 
     labeled = [i for i, t in enumerate(truth) if t is not None]
+    if not labeled:
+        raise InputError(path, f"no labeled rows: column {label_column} is empty in all {len(truth)} row(s), "
+                               "so there is nothing to score the grader against")
     prompts = [_cell(frame[prompt_column].iat[i]) for i in labeled]
     responses = [_cell(frame[response_column].iat[i]) for i in labeled]
     empty = [i + 1 for i, r in zip(labeled, responses) if r is None or not r.strip()]

@@ -15,7 +15,6 @@ would otherwise silently measure nothing.
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from ..errors import InputError
 from ..policy.model import PolicyPack
 from ..policy.yaml_lines import line_of, load_yaml_with_lines
 from ..records import EvalItem
+from ..tables import csv_rows, decode_utf8
 from .seeds import make_item
 
 XSTEST_COLUMNS = ("id", "prompt", "type", "label", "focus", "note")
@@ -96,53 +96,47 @@ def import_xstest(csv_path: str | Path, mapping: XSTestMapping | str | Path, pac
     csv_path = Path(csv_path)
     if not isinstance(mapping, XSTestMapping):
         mapping = load_mapping(mapping, pack)
-    if not csv_path.exists():
-        raise InputError(csv_path, "no such file")
+    if not csv_path.is_file():
+        raise InputError(csv_path, "no such file" if not csv_path.exists() else "not a file")
     result = XSTestImport(items=[])
-    with csv_path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise InputError(csv_path, "empty file: expected an XSTest header (id, prompt, type, label, focus, note)", line=1) from None
-        except csv.Error as exc:
-            raise InputError(csv_path, f"malformed CSV ({exc})", line=reader.line_num) from None
-        header = [h.strip().lstrip("\ufeff") for h in header]
-        missing = [c for c in ("id", "prompt", "type", "label") if c not in header]
-        if missing:
-            raise InputError(csv_path, f"missing column(s) {', '.join(missing)} (XSTest has {', '.join(XSTEST_COLUMNS)})", line=1)
-        column = {name: header.index(name) for name in header}
-        start = reader.line_num + 1
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                raise InputError(csv_path, f"malformed CSV ({exc})", line=start) from None
-            line, start = start, reader.line_num + 1
-            if not row or not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise InputError(csv_path, f"expected {len(header)} fields, found {len(row)}", line=line)
-            record = {name: row[i].strip() for name, i in column.items()}
-            if not record["prompt"]:
-                raise InputError(csv_path, "empty prompt", line=line)
-            if record["label"] not in LABELS:
-                raise InputError(csv_path, f"label {record['label']!r} is not safe or unsafe", line=line)
-            category_id = mapping.category_for(record["type"])
-            if category_id is None:
-                result.dropped[record["type"]] += 1
-                continue
-            category = pack.category(category_id)
-            note = f"xstest id={record['id']} type={record['type']}"
-            if record.get("focus"):
-                note += f" focus={record['focus']}"
-            result.items.append(
-                make_item(
-                    pack, category, [{"role": "user", "content": record["prompt"]}],
-                    mapping.behaviors[record["label"]],
-                    source="xstest", generator=GENERATOR, note=note,
-                )
+    rows = csv_rows(csv_path, decode_utf8(csv_path, csv_path.read_bytes()))
+    first = next(rows, None)
+    if first is None:
+        raise InputError(csv_path, "empty file: expected an XSTest header (id, prompt, type, label, focus, note)", line=1)
+    header_line, header = first
+    header = [h.strip() for h in header]
+    missing = [c for c in ("id", "prompt", "type", "label") if c not in header]
+    if missing:
+        raise InputError(csv_path, f"missing column(s) {', '.join(missing)} (XSTest has {', '.join(XSTEST_COLUMNS)})",
+                         line=header_line)
+    column = {name: header.index(name) for name in header}
+    n_rows = 0
+    for line, row in rows:
+        if not any(cell.strip() for cell in row):
+            continue
+        n_rows += 1
+        if len(row) != len(header):
+            raise InputError(csv_path, f"expected {len(header)} fields, found {len(row)}", line=line)
+        record = {name: row[i].strip() for name, i in column.items()}
+        if not record["prompt"]:
+            raise InputError(csv_path, "empty prompt", line=line)
+        if record["label"] not in LABELS:
+            raise InputError(csv_path, f"label {record['label']!r} is not safe or unsafe", line=line)
+        category_id = mapping.category_for(record["type"])
+        if category_id is None:
+            result.dropped[record["type"]] += 1
+            continue
+        category = pack.category(category_id)
+        note = f"xstest id={record['id']} type={record['type']}"
+        if record.get("focus"):
+            note += f" focus={record['focus']}"
+        result.items.append(
+            make_item(
+                pack, category, [{"role": "user", "content": record["prompt"]}],
+                mapping.behaviors[record["label"]],
+                source="xstest", generator=GENERATOR, note=note,
             )
+        )
+    if not n_rows:
+        raise InputError(csv_path, "no data rows: only a header", line=header_line)
     return result

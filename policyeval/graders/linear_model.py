@@ -107,12 +107,14 @@ class GraderArtifact:
     def from_bytes(cls, payload: bytes, source: object = "<bytes>") -> "GraderArtifact":
         try:
             data = json.loads(payload.decode("utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, expected an object")
             if data.get("format") != ARTIFACT_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}, expected {ARTIFACT_FORMAT!r}")
             return cls(behavior=LinearHead.from_json(data["behavior"]), harm_head=LinearHead.from_json(data["harm"]),
                        features_version=data["features_version"], scale=data.get("scale", {}),
                        harm_threshold=float(data.get("harm_threshold", 0.5)), provenance=data.get("provenance", {}))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise InputError(source, f"not a learned-grader artifact: {exc}") from exc
 
     @classmethod

@@ -54,6 +54,17 @@ def _schema_problems(exc: ValidationError, file: str, lines: dict[FieldPath, int
     return problems
 
 
+def _not_a_mapping(data: Any, lines: dict[FieldPath, int], what: str) -> tuple[int, str] | None:
+    """(line, message) when a pack file's document is not a mapping: an empty file has no
+    header or domain to load, so it must be an error rather than be skipped."""
+    if isinstance(data, dict):
+        return None
+    if data is None:
+        return 1, f"the file is empty (or only comments): {what} must be a YAML mapping"
+    kind = "a list" if isinstance(data, list) else f"a single value ({type(data).__name__})"
+    return lines.get((), 1), f"{what} must be a YAML mapping, not {kind}"
+
+
 def read_pack(root: str | Path) -> tuple[PolicyPack | None, list[Problem], SourceMap]:
     """Parse a pack directory. Returns the pack (None if its header is unusable), all
     schema problems, and the source map for later checks."""
@@ -70,17 +81,18 @@ def read_pack(root: str | Path) -> tuple[PolicyPack | None, list[Problem], Sourc
     try:
         data, lines = load_yaml_with_lines(pack_file)
     except InputError as exc:
-        problems.append(Problem(exc.path, exc.line, "", str(exc).split(": ", 1)[-1]))
+        problems.append(Problem(exc.path, exc.line, "", exc.message))
         data, lines = None, {}
-    sources.add("pack", str(pack_file), lines)
-    if data is not None:
-        if not isinstance(data, dict):
-            problems.append(Problem(str(pack_file), 1, "", "pack.yaml must be a mapping"))
+    else:
+        shape = _not_a_mapping(data, lines, "pack.yaml")
+        if shape is not None:
+            problems.append(Problem(str(pack_file), shape[0], "", shape[1]))
         else:
             try:
                 header = PackHeader.model_validate(data)
             except ValidationError as exc:
                 problems.extend(_schema_problems(exc, str(pack_file), lines))
+    sources.add("pack", str(pack_file), lines)
 
     domains: list[Domain] = []
     domain_files = sorted((root / DOMAINS_DIR).glob("*.yaml")) + sorted((root / DOMAINS_DIR).glob("*.yml"))
@@ -90,12 +102,13 @@ def read_pack(root: str | Path) -> tuple[PolicyPack | None, list[Problem], Sourc
         try:
             data, lines = load_yaml_with_lines(path)
         except InputError as exc:
-            problems.append(Problem(exc.path, exc.line, "", str(exc).split(": ", 1)[-1]))
+            problems.append(Problem(exc.path, exc.line, "", exc.message))
             continue
         key = f"domain:{path.name}"
         sources.add(key, str(path), lines)
-        if not isinstance(data, dict):
-            problems.append(Problem(str(path), 1, "", "a domain file must be a mapping"))
+        shape = _not_a_mapping(data, lines, "a domain file")
+        if shape is not None:
+            problems.append(Problem(str(path), shape[0], "", shape[1]))
             continue
         try:
             domain = Domain.model_validate(data)

@@ -53,7 +53,7 @@ def check_release(pack: PolicyPack) -> list[Problem]:
     try:
         releases = read_releases(pack.root)
     except InputError as exc:
-        return [Problem(exc.path, exc.line, "", str(exc).split(": ", 1)[-1])]
+        return [Problem(exc.path, exc.line, "", exc.message)]
     for release in releases:
         if release.version == pack.version and release.content_hash != pack.content_hash:
             return [

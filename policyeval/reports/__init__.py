@@ -2,8 +2,8 @@
 
 Each report is a pure function from data (grades tables, a pack, a diff) to a
 `Document`, which renders to one self-contained HTML page (inline CSS and chart
-scripts, no network) or to Markdown. All escaping of untrusted text happens in
-`render.py`.
+scripts, no network) or to Markdown. Untrusted text is escaped only as `render.py`
+turns a document into markup (Markdown through `policyeval.markdown.escape_markdown`).
 """
 
 from .comparison import PairedSummary, comparison_document, paired_summary, summary_paragraph

@@ -7,9 +7,9 @@ from a deployment log) passes through the same escaping. Model output is untrust
 * HTML: every string is `html.escape`d, and the page carries a Content-Security-Policy
   that allows only this page's own scripts (by hash), so even a missed escape could not
   run an injected `<script>` or `onerror=` handler.
-* Markdown: `<`, `>` and `&` become entities (no raw HTML reaches a renderer that would
-  pass it through), pipes cannot split a table cell, and Markdown syntax (links,
-  emphasis, code, headings) is backslash-escaped.
+* Markdown: `policyeval.markdown.escape_markdown`, the escaper of every Markdown the
+  project writes: no raw HTML, link, image or autolink forms (bare URLs are defanged),
+  and pipes cannot split a table cell.
 
 Pages are self-contained: inline CSS, inline chart libraries (see `charts.py`), no
 network request of any kind, readable on a laptop (max-width column, tables scroll).
@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence, Union
 
+from .. import markdown
 from ..stats.intervals import rate_text
 
 Tone = Literal["", "good", "bad", "warn", "muted"]
@@ -60,21 +61,14 @@ def escape_html(value: Any) -> str:
     return html.escape(text_of(value), quote=True)
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]~|])")
-# Block syntax only counts at the start of a line: headings, list items, setext underlines.
-_MD_LINE_START = re.compile(r"^(\s*\d*)(#|[-+=](?=\s|$)|(?<=\d)[.)](?=\s|$))", re.MULTILINE)
-
-
 def escape_markdown(value: Any) -> str:
-    """Text that renders literally in (GitHub-flavoured) Markdown and carries no raw HTML."""
-    text = html.escape(text_of(value), quote=False)  # & < > as entities: no tag survives
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
+    """Text that renders literally in Markdown (see `policyeval.markdown.escape_markdown`)."""
+    return markdown.escape_markdown(text_of(value))
 
 
 def markdown_cell(value: Any) -> str:
     """One table cell: escaped, on one line, pipes made inert."""
-    return " ".join(escape_markdown(value).split())
+    return markdown.markdown_cell(text_of(value))
 
 
 def script_json(value: Any) -> str:

@@ -20,8 +20,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..errors import InputError, PolicyevalError
-from ..policy.yaml_lines import compose_plain
+from ..policy.yaml_lines import parse_yaml
 from ..records import canonical_json, content_hash
+from ..tables import decode_utf8
 
 LOCAL = "local"
 """`base_url: local` selects the embedded local model server."""
@@ -169,20 +170,12 @@ def load_manifest(path: str | os.PathLike) -> CheckpointManifest:
     """Load and validate one manifest; any problem names the file, line and field."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    root = compose_plain(text, path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(path, f"invalid YAML ({problem})", line=mark.line + 1 if mark else None) from None
+        raise InputError(path, "no such file" if not path.exists() else "not a file")
+    root, data, _ = parse_yaml(decode_utf8(path, path.read_bytes()), path)
+    if root is None:
+        raise InputError(path, "the file is empty (or only comments): a checkpoint manifest must be a YAML mapping", line=1)
     if not isinstance(data, dict):
-        raise InputError(path, "a checkpoint manifest must be a YAML mapping", line=1)
+        raise InputError(path, "a checkpoint manifest must be a YAML mapping", line=root.start_mark.line + 1)
     try:
         manifest = CheckpointManifest.model_validate(data)
     except ValidationError as exc:

@@ -23,7 +23,6 @@ denominator; it is counted in `n_over_refusal_intermediate` so it is not lost.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
 from ..errors import PolicyevalError
+from ..markdown import to_markdown_table  # noqa: F401  (re-exported: tables were rendered here first)
 from ..records import (
     COMPLY,
     CORRECT,
@@ -288,29 +288,3 @@ def _checkpoint_name(grades: pd.DataFrame) -> str:
     if "checkpoint_id" not in grades.columns:
         return ""
     return ",".join(sorted({str(v) for v in grades["checkpoint_id"].dropna()}))
-
-
-# ---------------------------------------------------------------------------
-# Rendering
-
-
-def to_markdown_table(df: pd.DataFrame) -> str:
-    """A DataFrame as a GitHub-flavoured Markdown table (missing values left blank)."""
-    header = [str(c) for c in df.columns]
-    body = [[_cell(v) for v in row] for row in df.itertuples(index=False, name=None)]
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "| " + " | ".join("---" for _ in header) + " |",
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        text = f"{value:.4g}"
-    else:
-        text = str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
