@@ -35,7 +35,7 @@ import pandas as pd
 from .errors import PolicyevalError
 from .policy.model import SEVERITIES, PolicyPack, Thresholds
 from .stats.intervals import format_rate
-from .stats.metrics import to_markdown_table
+from .markdown import to_markdown_table
 from .validation import GraderValidation
 from .validation.gold_comparison import validation_of
 

@@ -10,7 +10,8 @@ import pytest
 from policyeval.cli import main
 from policyeval.errors import PolicyevalError
 from policyeval.records import GRADE_SCHEMA, outcome_of
-from policyeval.stats import compare_checkpoints, compute_metrics, metrics_report, to_markdown_table, wilson_interval
+from policyeval.markdown import to_markdown_table
+from policyeval.stats import compare_checkpoints, compute_metrics, metrics_report, wilson_interval
 from policyeval.tables import read_parquet, write_parquet
 
 # (item, domain, category, severity, expected, observed) -> outcome by outcome_of:

@@ -7,7 +7,7 @@ import pandas as pd
 from policyeval.coverage import coverage_report as build_coverage
 from policyeval.generate import GENERATOR_VERSION, generate_eval_set, items_to_frame
 from policyeval.records import content_hash
-from policyeval.stats import to_markdown_table
+from policyeval.markdown import to_markdown_table
 from resources import CampaignStore, PolicyRepository
 
 from assets.failures import fail_clearly

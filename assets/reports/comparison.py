@@ -6,7 +6,8 @@ regression (Holm-adjusted per category) are the core's, as in the comparison rep
 import dagster as dg
 import pandas as pd
 
-from policyeval.stats import choose_baseline, compare_checkpoints, graded_by_checkpoint, metrics_report, significant_changes, to_markdown_table
+from policyeval.markdown import to_markdown_table
+from policyeval.stats import choose_baseline, compare_checkpoints, graded_by_checkpoint, metrics_report, significant_changes
 from policyeval.stats.intervals import rate_text
 from resources import RunSettings
 

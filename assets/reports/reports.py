@@ -34,9 +34,9 @@ from policyeval.policy import PolicyPack
 from policyeval.policy.diff import diff_packs
 from policyeval.launch_gate import GateResult, evaluate_pack_gate
 from policyeval.reports import Document, comparison_document, coverage_document, drift_document, policy_diff_document, safety_document
-from policyeval.reports.lineage import footer
 from policyeval.reports.redaction import check_redaction
-from policyeval.reports.render import Paragraph, Stat, Stats, section
+from policyeval.reports.drift import note_document
+from policyeval.reports.policy_diff import first_version_document
 from policyeval.reports.summaries import drift_markdown
 from policyeval.runs.manifest import manifest_hash
 from policyeval.stats import choose_baseline, graded_by_checkpoint, measured_under_both
@@ -356,25 +356,7 @@ def headline(document: Document, *titles: str) -> str:
     return replace(document, sections=tuple(s for s in document.sections if s.title in wanted), footer=()).to_markdown()
 
 
-def note_document(title: str, subtitle: str, note: str, lineage: dict[str, Any]) -> Document:
-    return Document(title=title, subtitle=subtitle, sections=(section("Summary", Paragraph(note)),), footer=footer({}, lineage))
 
-
-def first_version_document(pack: PolicyPack, items: pd.DataFrame, lineage: dict[str, Any]) -> Document:
-    categories = [c.id for _, c in pack.categories()]
-    summary = section(
-        "Summary",
-        Paragraph(f"No earlier version of pack {pack.id} is registered: this is the first, so there is nothing to compare with."),
-        Stats((Stat("Version", pack.version, pack.content_hash[:12]), Stat("Categories", str(len(categories)), ", ".join(categories[:6])),
-               Stat("Eval items", str(len(items))))),
-    )
-    return Document(
-        title=f"Policy diff: {pack.id} {pack.version}",
-        subtitle="first registered version",
-        sections=(summary,),
-        footer=footer({"policy": f"{pack.id} {pack.version}", "policy hash": pack.content_hash}, lineage),
-        kind="policy-diff",
-    )
 
 
 

@@ -25,7 +25,6 @@ from .annotations import ImportResult, load_annotations
 from .calibration import given_labels, label_matrix
 from .campaign import Campaign, load_campaign
 from .export import csv_bytes
-from .gold import assemble_gold_set  # noqa: F401  (the gold set is assembled from adjudications)
 from .importing import Problems, file_sha256, match_label, merge_labels, read_csv, read_text
 from .layout import CampaignPaths
 

@@ -13,7 +13,8 @@ import pandas as pd
 
 from ..errors import InputError
 from ..stats.intervals import format_rate
-from ..stats.metrics import LEVELS, ComparisonResult, compare_checkpoints, metrics_report, to_markdown_table
+from ..markdown import to_markdown_table
+from ..stats.metrics import LEVELS, ComparisonResult, compare_checkpoints, metrics_report
 from ..tables import atomic_write_bytes, read_parquet
 
 RATE_LABELS = {

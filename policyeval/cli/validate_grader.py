@@ -16,7 +16,7 @@ from ..graders.refusal_grader import RAW_LABELS
 from ..policy.model import Category, PolicyPack
 from ..records import NON_VERDICTS
 from ..stats.intervals import format_rate
-from ..stats.metrics import to_markdown_table
+from ..markdown import to_markdown_table
 from ..tables import read_csv_columns
 from ..validation import GraderValidation, load_label_map, map_gold_labels
 from ..validation import validate_grader as score_grader

@@ -27,7 +27,7 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 from ..records import EvalItem, content_hash, message_text
 

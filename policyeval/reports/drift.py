@@ -15,7 +15,8 @@ from .lineage import footer
 from .render import Document, Paragraph, Stat, Stats, Styled, plural, pp, section, table
 
 
-def _label(k: Any, n: Any, rate: Any, low: Any, high: Any) -> str:
+def rate_label(k: Any, n: Any, rate: Any, low: Any, high: Any) -> str:
+    """`x% [low–high] (k/n)`, or a dash where nothing was measured."""
     if pd.isna(n) or not int(n):
         return "–"
     return format_rate(int(k), int(n), None if pd.isna(rate) else float(rate), float(low), float(high))
@@ -24,8 +25,8 @@ def _label(k: Any, n: Any, rate: Any, low: Any, high: Any) -> str:
 def drift_document(result: DriftResult, *, lineage: Mapping[str, Any] | None = None, source: str = "") -> Document:
     """The drift chart (one panel per category) and the table of every bucket, flagged ones first."""
     rates = result.rates.copy()
-    rates["label"] = [_label(r.k, r.n, r.rate, r.low, r.high) for r in rates.itertuples()]
-    rates["baseline_label"] = [_label(r.baseline_k, r.baseline_n, r.baseline_rate, r.baseline_low, r.baseline_high)
+    rates["label"] = [rate_label(r.k, r.n, r.rate, r.low, r.high) for r in rates.itertuples()]
+    rates["baseline_label"] = [rate_label(r.baseline_k, r.baseline_n, r.baseline_rate, r.baseline_low, r.baseline_high)
                                for r in rates.itertuples()]
     categories = [c for c in sorted(set(rates["category_id"])) if c != ALL_CATEGORIES]
     order = [ALL_CATEGORIES, *categories]
@@ -40,7 +41,7 @@ def drift_document(result: DriftResult, *, lineage: Mapping[str, Any] | None = N
             for r in rates.itertuples()]
     flagged_rows = [(r.category_id, r.bucket_start.isoformat(), r.label, r.baseline_label, pp(r.delta))
                     for r in flagged.itertuples()]
-    baseline_rows = [(r.category_id, _label(r.k, r.n, r.rate, r.low, r.high)) for r in result.baseline.itertuples()]
+    baseline_rows = [(r.category_id, rate_label(r.k, r.n, r.rate, r.low, r.high)) for r in result.baseline.itertuples()]
     scrubbed = ", ".join(f"{n} {kind.lower()}" for kind, n in result.scrubbed.items()) or "none found"
     n_scrubbed = sum(result.scrubbed.values())
     unit = "day (UTC)" if result.bucket == "day" else "ISO week (Monday to Sunday, UTC)"
@@ -85,3 +86,8 @@ def drift_document(result: DriftResult, *, lineage: Mapping[str, Any] | None = N
         footer=footer(parts, lineage),
         kind="drift",
     )
+
+
+def note_document(title: str, subtitle: str, note: str, lineage: Mapping[str, Any]) -> Document:
+    """A report that says, in one paragraph, why there is nothing to chart (a day without traffic)."""
+    return Document(title=title, subtitle=subtitle, sections=(section("Summary", Paragraph(note)),), footer=footer({}, lineage))

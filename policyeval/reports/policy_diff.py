@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from ..policy.diff import PolicyDiff
+from ..policy.model import PolicyPack
 from ..records import canonical_json, normalize_messages
 from ..stats.mcnemar import mcnemar_paired
 from ..stats.metrics import compute_metrics
@@ -326,5 +327,23 @@ def policy_diff_document(
         f"{len(diff.added) + len(diff.removed) + len(diff.changed)} categories changed",
         sections=tuple(sections),
         footer=footer(parts, lineage),
+        kind="policy-diff",
+    )
+
+
+def first_version_document(pack: PolicyPack, items: pd.DataFrame, lineage: Mapping[str, Any]) -> Document:
+    """The policy-diff report of a pack's first registered version: nothing to compare, said plainly."""
+    categories = [c.id for _, c in pack.categories()]
+    summary = section(
+        "Summary",
+        Paragraph(f"No earlier version of pack {pack.id} is registered: this is the first, so there is nothing to compare with."),
+        Stats((Stat("Version", pack.version, pack.content_hash[:12]), Stat("Categories", str(len(categories)), ", ".join(categories[:6])),
+               Stat("Eval items", str(len(items))))),
+    )
+    return Document(
+        title=f"Policy diff: {pack.id} {pack.version}",
+        subtitle="first registered version",
+        sections=(summary,),
+        footer=footer({"policy": f"{pack.id} {pack.version}", "policy hash": pack.content_hash}, lineage),
         kind="policy-diff",
     )

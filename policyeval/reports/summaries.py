@@ -6,14 +6,14 @@ Model output is untrusted text: it is truncated here and escaped by the table it
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 import pandas as pd
 
-from ..markdown import markdown_rows, shorten
-from ..stats import to_markdown_table
+from ..markdown import markdown_rows, shorten, to_markdown_table
 from ..stats.intervals import format_rate, rate_text
 from ..validation import GraderValidation
+from .drift import rate_label
 from .render import pp
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
@@ -72,13 +72,6 @@ def drift_markdown(rates: pd.DataFrame) -> str:
         for r in rates.itertuples()
     ]
     return markdown_rows(pd.DataFrame(rows), limit=100)
-
-
-def rate_label(k: Any, n: Any, rate: Any, low: Any, high: Any) -> str:
-    """`x% [low–high] (k/n)`, or a dash where nothing was measured."""
-    if pd.isna(n) or not int(n):
-        return "–"
-    return format_rate(int(k), int(n), None if pd.isna(rate) else float(rate), float(low), float(high))
 
 
 def graders_markdown(validations: Mapping[str, GraderValidation]) -> str:

@@ -13,7 +13,6 @@ from .metrics import (
     compute_metrics,
     metrics_report,
     significant_changes,
-    to_markdown_table,
 )
 
 __all__ = [
@@ -37,6 +36,5 @@ __all__ = [
     "rate",
     "rate_text",
     "significant_changes",
-    "to_markdown_table",
     "wilson_interval",
 ]

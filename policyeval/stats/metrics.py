@@ -30,7 +30,6 @@ import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
 from ..errors import PolicyevalError
-from ..markdown import to_markdown_table  # noqa: F401  (re-exported: tables were rendered here first)
 from ..records import (
     COMPLY,
     CORRECT,

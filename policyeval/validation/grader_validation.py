@@ -31,7 +31,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
 from ..tables import is_blank

@@ -8,7 +8,7 @@ import pandas as pd
 from ..markdown import markdown_rows
 from ..records import NON_VERDICTS
 from ..stats.intervals import rate_text
-from ..stats.metrics import to_markdown_table
+from ..markdown import to_markdown_table
 from .correction import DECIDING_BEHAVIOR, corrected_columns
 from .grader_validation import GraderValidation
 
