@@ -4,14 +4,17 @@
 import dagster as dg
 import pandas as pd
 
+from policyeval.errors import PolicyevalError
 from policyeval.generate import added_items, edit_aware_sample, generate_eval_set
 from policyeval.graders import DEFAULT_GRADER, grade_responses, grader_code_version
 from policyeval.records import EvalItem, content_hash
 from policyeval.reports.summaries import metrics_markdown, worst_failures_markdown
 from policyeval.runs.manifest import manifest_hash
 from policyeval.runs.progress import ProgressReporter
+from policyeval.runs.reachability import unreachable
 from policyeval.runs.runner import RunStats, run_checkpoint
-from policyeval.stats import metrics_report, to_markdown_table
+from policyeval.markdown import to_markdown_table
+from policyeval.stats import metrics_report
 from resources import CheckpointRegistry, JudgeResource, PolicyRepository, RunSettings
 
 from assets.evaluation.endpoint_slots import endpoint_slot
@@ -53,6 +56,9 @@ def responses(
         rows = run_checkpoint(sample, manifest, run_settings.cache(), progress, base_url=run_settings.base_url_for(manifest))
     stats = RunStats.from_rows(rows)
     context.log.info(f"{checkpoint_id}: {stats.summary()}")
+    broken = unreachable(rows, manifest.endpoint)
+    if broken:
+        raise PolicyevalError(f"checkpoint {checkpoint_id}: {broken}")
     frame = pd.DataFrame(rows)
     latency = frame.loc[~frame["cached"].astype(bool), "latency_s"].dropna() if len(frame) else pd.Series(dtype=float)
     tokens = {k: int(frame[k].fillna(0).sum()) for k in ("prompt_tokens", "completion_tokens", "total_tokens")} if len(frame) else {}
