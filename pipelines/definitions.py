@@ -1,7 +1,8 @@
 """The one composition root: every asset, check, resource, job, sensor and schedule.
 
 `defs` is what `dagster dev -w workspace.yaml` loads; `build_definitions` lets the
-`policyeval run` command and tests point the same graph at other folders.
+`policyeval run` command and tests point the same graph at other folders, and the distributed
+code location (`pipelines/distributed.py`) default its runs to Celery workers.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import dagster as dg
 
 from assets import evaluation, human_data, reports
 from resources import CampaignStore, CheckpointRegistry, DeploymentLogs, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
-from resources.environment import CAMPAIGNS, DEPLOYMENT, SNAPSHOTS, cache_root, checkpoints_root, data_root, policies_root
+from resources.environment import CAMPAIGNS, DEPLOYMENT, SNAPSHOTS, cache_root, celery_settings_path, checkpoints_root, data_root, policies_root
+
+from .executors import execution_config, policyeval_executor
 
 
 DOMAINS = (evaluation, human_data, reports)
@@ -33,11 +36,15 @@ def build_definitions(
     cache_dir: str = "",
     sample_per_cell: int = 2,
     baseline_checkpoint: str = "",
+    executor: str = "multiprocess",
+    celery_settings: str = "",
 ) -> dg.Definitions:
     """The code location; empty strings fall back to environment variables, then defaults.
 
     The data root is resolved once (`resources.environment`) and every resource gets its folder
     under it: tables, campaigns, policy snapshots, deployment logs and reports move together.
+    `executor` is the mode a run without `execution` config gets (`pipelines.executors`): the UI,
+    sensors and schedules use it; `policyeval run` always names one.
     """
     root = data_root(data_dir)
     run_settings = RunSettings(sample_per_cell=sample_per_cell, cache_dir=str(cache_root(cache_dir)), baseline_checkpoint=baseline_checkpoint)
@@ -48,8 +55,10 @@ def build_definitions(
         if isinstance(a, dg.AssetsDefinition) and a.key == dg.AssetKey("grades") else a
         for a in [*ALL_ASSETS, *HUMAN_DATA_ASSETS, *REPORT_ASSETS]
     ]
+    default_execution = execution_config(executor, celery_settings_path(celery_settings) if executor == "celery" else None)
     return dg.Definitions(
         assets=assets,
+        executor=policyeval_executor(default_execution),
         asset_checks=ALL_CHECKS,
         jobs=[job for domain in DOMAINS for job in domain.JOBS],
         sensors=[sensor for domain in DOMAINS for sensor in domain.SENSORS],

@@ -7,12 +7,18 @@ shows) and executed, in this process, from that location's own definitions (the 
 attribute the workspace names), as a run launched from the UI would be. What `policyeval run`
 was asked for (folders, sample size, baseline, a running local server) goes in as run config
 of the resources, so a run's config page says what it measured.
+
+With the celery executor a run's process only submits steps and waits for them, so `run_all`
+executes several runs at once, each in a thread of this process: the workers then have
+several runs' steps to share, which is what makes more workers finish sooner.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +31,7 @@ from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 
+from assets.pools import ensure_pool, job_pools
 from policyeval.errors import PolicyevalError
 
 REPOSITORY = "__repository__"  # the name Dagster gives the repository of a Definitions object
@@ -59,7 +66,7 @@ def partition_tags(partition_key: str | dg.MultiPartitionKey | None) -> dict[str
 
 
 class WorkspaceLauncher:
-    """Executes jobs of the workspace's code location on `instance`, one run at a time."""
+    """Executes jobs of the workspace's code location on `instance`: one run (`run`), or several at once (`run_all`)."""
 
     def __init__(self, instance: dg.DagsterInstance, workspace_file: Path):
         if not workspace_file.is_file():
@@ -79,14 +86,67 @@ class WorkspaceLauncher:
     def run(self, job_name: str, partition_key: str | dg.MultiPartitionKey | None, tags: Mapping[str, str],
             run_config: Mapping[str, Any]) -> LaunchedRun:
         job = self._repository.get_reconstructable_job(job_name)
-        job_def = job.get_definition()
-        run = self._instance.create_run_for_job(
-            job_def=job_def, run_config=dict(run_config),
+        run = self._create(job, job_name, partition_key, tags, run_config)
+        execute_run(job, run, self._instance, raise_on_error=False)
+        return run_outcome(self._instance, run.run_id)
+
+    def run_all(self, job_name: str, launches: list[tuple[str | dg.MultiPartitionKey | None, Mapping[str, str]]],
+                run_config: Mapping[str, Any], parallel: int = 1) -> list[LaunchedRun]:
+        """Runs of one job, one per (partition, tags), at most `parallel` executing at once; in order.
+
+        Only for executors whose steps run elsewhere (celery): steps executed in this process
+        would share its stdout and signal handlers. Interrupted (Ctrl-C, SIGTERM), the runs not
+        finished are marked failed and their pool slots freed, as `fail_orphans` would; steps
+        already on a worker finish there, and their answers stay in the response cache."""
+        if parallel <= 1 or len(launches) <= 1:
+            return [self.run(job_name, partition, tags, run_config) for partition, tags in launches]
+        job = self._repository.get_reconstructable_job(job_name)
+        runs = [self._create(job, job_name, partition, tags, run_config) for partition, tags in launches]
+        _reuse_python_log_handlers(self._instance)
+        for pool in job_pools(job.get_definition()):  # the runs would race to create it
+            ensure_pool(self._instance, pool)
+        pending: queue.SimpleQueue = queue.SimpleQueue()
+        for run in runs:
+            pending.put(run)
+
+        def work() -> None:
+            while True:
+                try:
+                    run = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    execute_run(job, run, self._instance, raise_on_error=False)
+                except Exception as exc:  # the storage or the broker went away: the run must not stay "started"
+                    self._fail_if_unfinished(run.run_id, f"policyeval run could not execute this run: {type(exc).__name__}: {exc}")
+
+        # daemon threads: an interrupted command exits without waiting for runs it has failed
+        threads = [threading.Thread(target=work, name=f"policyeval-run-{i}", daemon=True) for i in range(min(parallel, len(runs)))]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except KeyboardInterrupt:
+            for run in runs:
+                self._fail_if_unfinished(run.run_id, "policyeval run was interrupted")
+            raise
+        return [run_outcome(self._instance, run.run_id) for run in runs]
+
+    def _create(self, job, job_name: str, partition_key: str | dg.MultiPartitionKey | None, tags: Mapping[str, str],
+                run_config: Mapping[str, Any]) -> dg.DagsterRun:
+        return self._instance.create_run_for_job(
+            job_def=job.get_definition(), run_config=dict(run_config),
             tags={**partition_tags(partition_key), **tags, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())},
             remote_job_origin=RemoteJobOrigin(self._repository_origin, job_name), job_code_origin=job.get_python_origin(),
         )
-        execute_run(job, run, self._instance, raise_on_error=False)
-        return run_outcome(self._instance, run.run_id)
+
+    def _fail_if_unfinished(self, run_id: str, message: str) -> None:
+        run = self._instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            self._instance.report_run_failed(run, message)
+            self._instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
     def fail_orphans(self) -> list[str]:
         """Runs this command started on this machine whose process is gone (killed, crashed):
@@ -100,6 +160,19 @@ class WorkspaceLauncher:
                 self._instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
                 failed.append(run.run_id)
         return failed
+
+
+def _reuse_python_log_handlers(instance: dg.DagsterInstance) -> None:
+    """Build the instance's `python_logs` handlers once, here, for every run of this process.
+
+    Dagster builds them at each run's start with `logging.config.dictConfig`, which takes the
+    logging module's lock and then every handler's: with another run's thread inside a handler
+    (storing an event, which logs), the two threads deadlock. Same config, same handlers."""
+    if getattr(instance, "_policyeval_handlers_reused", False):
+        return
+    handlers = list(instance.get_yaml_python_handlers())
+    instance.get_yaml_python_handlers = lambda: handlers  # type: ignore[method-assign]
+    instance._policyeval_handlers_reused = True  # type: ignore[attr-defined]
 
 
 def _alive(pid: int) -> bool:
@@ -130,4 +203,10 @@ def run_outcome(instance: dg.DagsterInstance, run_id: str) -> LaunchedRun:
             data = failures[0].event_log_entry.dagster_event.step_failure_data
             failure = (data.user_failure_data.description if data.user_failure_data and data.user_failure_data.description
                        else data.error.message.strip() if data.error else "")
+        else:  # the run itself failed (its executor, the broker, the storage): say what stopped it
+            ended = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records
+            if ended:
+                event = ended[0].event_log_entry.dagster_event
+                error = getattr(event.event_specific_data, "error", None)
+                failure = (error.message if error else event.message or "").strip()[:1000]
     return LaunchedRun(run_id, run is not None and run.is_success, checks, failure)

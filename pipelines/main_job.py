@@ -10,6 +10,10 @@ hash, sample size, generator and grader versions, the policy version's learned g
 model, which is retrained when its gold set changes) differs from now; an up-to-date
 partition is skipped. Responses are content-addressed, so even a re-materialization
 asks the model only for requests it has never answered.
+
+`--executor celery` sends every step to Celery workers (`deploy/distributed/`, see
+docs/operations.md); this process then only orchestrates, so the evaluation runs of a policy
+version execute `--parallel` at a time and the workers share their steps.
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ from policyeval.generate import GENERATOR_VERSION
 from policyeval.records import content_hash
 from policyeval.runs.manifest import manifest_hash
 
-from resources.environment import cache_root, data_root
+from resources.environment import cache_root, celery_settings_path, checkpoints_root, data_root, policies_root
 
 from assets.evaluation.automation import ENDPOINT_TAG, resources_run_config, vanished_checkpoints
 from .definitions import build_definitions
+from .executors import execution_config
 from .instance import ensure_dagster_home
 from .launcher import LaunchedRun, WorkspaceLauncher
 
@@ -63,17 +68,18 @@ def _latest_tags(instance: dg.DagsterInstance, asset: str, partition: str) -> di
     return dict(run.tags) if run else {}
 
 
-# Runs log to the instance (the UI shows them); the terminal gets the summary below. Steps
-# run in the run worker's process: a process per step would cost seconds each.
-QUIET_IN_PROCESS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-                    "execution": {"config": {"in_process": {}}}}
+# Runs log to the instance (the UI shows them); the terminal gets the summary below.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 CONFIGURED_RESOURCES = ("policy_repository", "checkpoint_registry", "run_settings", "io_manager", "campaign_store", "deployment_logs")
+# Steps run in this process unless sent to Celery workers: a process per step would cost seconds each.
+EXECUTORS = ("in_process", "celery")
 
 
-def _run_config(resources: dict, **settings: object) -> dict:
-    """What this `policyeval run` was asked for, as run config of the code location's resources."""
+def run_config(resources: dict, execution: dict, **settings: object) -> dict:
+    """What this `policyeval run` was asked for, as run config of the code location's resources
+    and executor (`pipelines.executors`)."""
     configured = {name: resources[name] for name in CONFIGURED_RESOURCES}
-    return {**QUIET_IN_PROCESS, **resources_run_config(configured, run_settings=settings)}
+    return {**QUIET, "execution": {"config": execution}, **resources_run_config(configured, run_settings=settings)}
 
 
 def _check_summary(result: LaunchedRun, checkpoint_id: str) -> tuple[str, bool]:
@@ -91,21 +97,35 @@ def _check_summary(result: LaunchedRun, checkpoint_id: str) -> tuple[str, bool]:
 
 
 @click.command("run")
-@click.option("--policies", "policies_dir", type=click.Path(path_type=Path), default=Path("policies"), show_default=True, help="A policy pack, or a folder of packs.")
-@click.option("--checkpoints", "checkpoints_dir", type=click.Path(path_type=Path), default=Path("checkpoints"), show_default=True, help="A folder of checkpoint manifests.")
+@click.option("--policies", "policies_dir", type=click.Path(path_type=Path), default=None,
+              help="A policy pack, or a folder of packs [default: $POLICYEVAL_POLICIES, else policies/].")
+@click.option("--checkpoints", "checkpoints_dir", type=click.Path(path_type=Path), default=None,
+              help="A folder of checkpoint manifests [default: $POLICYEVAL_CHECKPOINTS, else checkpoints/].")
 @click.option("--per-cell", type=int, default=2, show_default=True, help="Items per category x expected behavior sent to each checkpoint (0 = the full eval set).")
 @click.option("--baseline", default="", help="Baseline checkpoint for comparisons [default: the first by id].")
 @click.option("--force", is_flag=True, help="Re-materialize every partition, stale or not (cached answers are still reused).")
 @click.option("--workspace", "workspace_file", type=click.Path(path_type=Path), default=Path("workspace.yaml"), show_default=True,
               help="The workspace whose code location runs the jobs (the one `dagster dev` shows).")
-def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str, force: bool, workspace_file: Path) -> None:
+@click.option("--executor", type=click.Choice(EXECUTORS), default="in_process", show_default=True,
+              help="Where steps execute: in this process, or on Celery workers (docs/operations.md, 'Celery workers').")
+@click.option("--celery-settings", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The Celery settings the workers were started with [default: $POLICYEVAL_CELERY_SETTINGS, else deploy/distributed/celery.yaml].")
+@click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True,
+              help="With --executor celery, evaluation runs in flight at once (in-process runs go one at a time).")
+def run(policies_dir: Path | None, checkpoints_dir: Path | None, per_cell: int, baseline: str, force: bool, workspace_file: Path,
+        executor: str, celery_settings: Path | None, parallel: int) -> None:
     """Materialize everything that is stale, on the Dagster instance in $DAGSTER_HOME."""
     # Data versions and partition mappings are beta in Dagster 1.13, and used on purpose.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    # dagster-celery registers its task again for every step it submits: harmless, and noisy.
+    warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
     # SIGTERM stops like Ctrl-C: the run in progress is marked failed, answers so far stay cached.
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     home = ensure_dagster_home()
+    # the same folders the UI and its sensors read, so neither unregisters what the other registered
+    policies_dir = policies_dir or policies_root()
+    checkpoints_dir = checkpoints_dir or checkpoints_root()
     # absolute: the runs execute in the code location's working directory
     defs = build_definitions(
         packs_dir=str(policies_dir.resolve()), manifests_dir=str(checkpoints_dir.resolve()), data_dir=str(data_root().resolve()),
@@ -126,12 +146,14 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
     if not manifests:
         raise PolicyevalError(f"no checkpoint manifests under {checkpoints_dir}")
 
+    execution = execution_config(executor, celery_settings_path(str(celery_settings or "")) if executor == "celery" else None)
+    parallel = parallel if executor == "celery" else 1
     outcomes: list[PartitionOutcome] = []
     with dg.DagsterInstance.get() as instance, ExitStack() as stack:
         launcher = WorkspaceLauncher(instance, Path(workspace_file))
         for orphan in launcher.fail_orphans():
             click.echo(f"run {orphan}: the process that executed it is gone; marked failed, its pool slots freed")
-        config = _run_config(resources)
+        config = run_config(resources, execution)
         _register(instance, POLICY_DIM, sorted(versions))
         _register(instance, CHECKPOINT_DIM, sorted(manifests))
         for gone in vanished_checkpoints(instance.get_dynamic_partitions(CHECKPOINT_DIM), manifests, manifest_problems):
@@ -140,6 +162,9 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
         click.echo(f"Dagster instance: {home}")
         click.echo(f"policy versions: {', '.join(sorted(versions))}")
         click.echo(f"checkpoints: {', '.join(sorted(manifests))}")
+        if executor == "celery":
+            queue = (execution["celery"].get("config_source") or {}).get("task_default_queue", "dagster")
+            click.echo(f"executor: celery workers on queue {queue}, {parallel} evaluation run(s) at once")
 
         local_url = ""
         for key, pack in sorted(versions.items()):
@@ -155,32 +180,35 @@ def run(policies_dir: Path, checkpoints_dir: Path, per_cell: int, baseline: str,
                 click.echo(f"{key}: eval set up to date")
             model_hash = _ensure_grader_model(defs, instance, launcher, config, key, grader_fp)
 
-            changed_any = False
+            stale: dict[str, tuple[dg.MultiPartitionKey, dict[str, str]]] = {}
             for checkpoint_id, manifest in sorted(manifests.items()):
                 partition = multi_key(key, checkpoint_id)
                 fp = content_hash(
                     {"policy": policy_fp, "manifest": manifest_hash(manifest), "per_cell": per_cell, "grader": grades_code_version,
                      "grader_model": model_hash}
                 )
-                outcome = PartitionOutcome(key, checkpoint_id, skipped=True)
                 if force or _latest_tags(instance, "metrics", str(partition)).get(FINGERPRINT_TAG) != fp:
+                    stale[checkpoint_id] = (partition, {FINGERPRINT_TAG: fp, ENDPOINT_TAG: manifest.endpoint})
                     if manifest.is_local and not local_url:
                         local_url = _start_local_model(stack)
-                        config = _run_config(resources, local_base_url=local_url)
-                    result = launcher.run("evaluation_job", partition, {FINGERPRINT_TAG: fp, ENDPOINT_TAG: manifest.endpoint}, config)
-                    outcome.skipped = False
-                    changed_any = True
+                        config = run_config(resources, execution, local_base_url=local_url)
+            results = dict(zip(stale, launcher.run_all("evaluation_job", list(stale.values()), config, parallel)))
+            launcher.run_all("safety_report_job", [(partition, {}) for partition, _ in stale.values()], config, parallel)
+            for checkpoint_id in sorted(manifests):
+                partition = multi_key(key, checkpoint_id)
+                outcome = PartitionOutcome(key, checkpoint_id, skipped=checkpoint_id not in results)
+                if checkpoint_id in results:
+                    result = results[checkpoint_id]
                     outcome.gate, outcome.gate_failed = _check_summary(result, checkpoint_id)
                     if not result.success:
                         outcome.failed = f"run {result.run_id} failed: {result.failure or 'see it in the UI'}"
                     outcome.model_calls = int(latest_value(instance, "responses", str(partition), "model_calls", 0) or 0)
-                    launcher.run("safety_report_job", partition, {}, config)
                 metrics_meta = latest_metadata(instance, "metrics", str(partition))
                 outcome.under_refusal = _headline(metrics_meta, "under_refusal")
                 outcome.harmful_compliance = _headline(metrics_meta, "harmful_compliance")
                 outcome.over_refusal = _headline(metrics_meta, "over_refusal")
                 outcomes.append(outcome)
-            if changed_any or force or not latest_record(instance, "checkpoint_comparison", key):
+            if stale or force or not latest_record(instance, "checkpoint_comparison", key):
                 launcher.run("comparison_job", key, {}, config)
                 launcher.run("reports_job", key, {}, config)
 
@@ -246,7 +274,13 @@ def _report(outcomes: list[PartitionOutcome], started: float, repo) -> None:
     click.echo(f"reports: {data_dir / 'reports'} (safety, comparison, policy diff, coverage; HTML and Markdown)")
     click.echo(f"data: {data_dir / 'assets'} (Parquet per asset and partition)")
     click.echo("UI: dagster dev -w workspace.yaml  (runs, lineage, check results)")
+    elapsed = time.monotonic() - started
+    failed = [o for o in outcomes if o.failed]
+    if failed:
+        # a failed gate is a measurement; a failed run is not, and the exit status says so
+        click.echo(f"{len(failed)} evaluation run(s) failed, {calls} model calls in {elapsed:.0f}s", err=True)
+        raise SystemExit(1)
     if calls == 0:
-        click.echo(f"nothing changed: no model calls ({time.monotonic() - started:.0f}s)")
+        click.echo(f"nothing changed: no model calls ({elapsed:.0f}s)")
     else:
-        click.echo(f"{calls} model calls in {time.monotonic() - started:.0f}s")
+        click.echo(f"{calls} model calls in {elapsed:.0f}s")

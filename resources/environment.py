@@ -10,6 +10,11 @@ a resource built without a path (a test, a notebook) falls back to the same rule
 `POLICYEVAL_REEVAL_CRON` and `POLICYEVAL_DEPLOYMENT_START` shape a schedule and a
 partitions definition, which exist before any resource does, so they are read here too;
 `POLICYEVAL_REEVAL_LATEST_CHECKPOINTS` is read on each tick of the re-evaluation schedule.
+
+`POLICYEVAL_CELERY_SETTINGS` names the Celery settings file (default
+`deploy/distributed/celery.yaml` in the project) that the celery executor and its workers share;
+the broker and backend URLs in it are Dagster `env:` sources (`POLICYEVAL_CELERY_BROKER`,
+`POLICYEVAL_CELERY_BACKEND`), resolved by Dagster where a run executes, never read here.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ REEVAL_CRON_DEFAULT = "0 6 * * *"
 REEVAL_LATEST_ENV = "POLICYEVAL_REEVAL_LATEST_CHECKPOINTS"
 DEPLOYMENT_START_ENV = "POLICYEVAL_DEPLOYMENT_START"
 DEPLOYMENT_START_DEFAULT = "2026-01-01"
+CELERY_SETTINGS_ENV = "POLICYEVAL_CELERY_SETTINGS"
+CELERY_SETTINGS_DEFAULT = Path(__file__).resolve().parents[1] / "deploy" / "distributed" / "celery.yaml"
 
 ASSETS = "assets"
 REPORTS = "reports"
@@ -52,6 +59,12 @@ def checkpoints_root(configured: str = "") -> Path:
 def cache_root(configured: str = "") -> Path:
     """The response cache: `configured` when given, else $POLICYEVAL_CACHE_DIR, else ./.cache/responses."""
     return Path(configured or os.environ.get(CACHE_DIR_ENV) or ".cache/responses")
+
+
+def celery_settings_path(configured: str = "") -> Path:
+    """The Celery settings file: `configured`, else $POLICYEVAL_CELERY_SETTINGS, else the project's
+    deploy/distributed/celery.yaml (absolute: a code server may run from another folder)."""
+    return Path(configured or os.environ.get(CELERY_SETTINGS_ENV) or CELERY_SETTINGS_DEFAULT)
 
 
 def reevaluation_cron() -> str:

@@ -8,6 +8,9 @@ Dagster's own pool machinery, before it sends anything: `dagster instance concur
 model-endpoint/api.example.com/v1 2` limits that endpoint for every run, and a pool with no
 limit (and no `pools.default_limit`) lets the step through at once. A run that dies keeps no
 slot: Dagster frees a failed run's slots with the rest.
+
+`ensure_pool` creates the pool's limit before the first claim: two workers starting their
+`responses` steps at once would otherwise race to create it (`assets/pools.py`).
 """
 
 import time
@@ -17,6 +20,9 @@ from contextlib import contextmanager
 import dagster as dg
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 
+from assets.pools import ensure_pool
+
+MODEL_ENDPOINTS_POOL = "model-endpoints"  # every endpoint together: the pool of the `responses` step
 ENDPOINT_POOL_PREFIX = "model-endpoint/"
 WAIT_LOG_EVERY_S = 30.0
 
@@ -30,6 +36,7 @@ def endpoint_slot(context: dg.AssetExecutionContext, endpoint: str, poll_s: floa
     """Hold one slot of the endpoint's pool while the body runs; wait (and say so) while none is free."""
     pool = endpoint_pool(endpoint)
     claim_key = f"{context.op_execution_context.node_handle}@{pool}"
+    ensure_pool(context.instance, pool)
     with InstanceConcurrencyContext(context.instance, context.run) as slots:
         waiting_since = last_log = None
         while not slots.claim(pool, claim_key):

@@ -1,5 +1,6 @@
 """Per policy version x checkpoint: responses, grades and metrics."""
 
+import time
 
 import dagster as dg
 import pandas as pd
@@ -17,7 +18,7 @@ from policyeval.markdown import to_markdown_table
 from policyeval.stats import metrics_report
 from resources import CheckpointRegistry, JudgeResource, PolicyRepository, RunSettings
 
-from assets.evaluation.endpoint_slots import endpoint_slot
+from assets.evaluation.endpoint_slots import MODEL_ENDPOINTS_POOL, endpoint_slot
 from assets.failures import fail_clearly
 from assets.partitions import POLICY_DIM, policy_x_checkpoint, split_multi_key
 
@@ -29,7 +30,7 @@ OWNERS = ["team:policy"]
     group_name="evaluation",
     owners=OWNERS,
     kinds={"parquet", "openai"},
-    pool="model-endpoints",
+    pool=MODEL_ENDPOINTS_POOL,
     description=(
         "The checkpoint's responses to the eval set: a stable stratified sample per category x expected behavior, plus "
         "every item added or changed since the previous version of the pack. "
@@ -53,7 +54,9 @@ def responses(
     added = len(added_items(items, earlier)) if earlier is not None else 0
     progress = ProgressReporter(len(sample), context.log.info, label=f"{checkpoint_id} responses")
     with endpoint_slot(context, manifest.endpoint):
+        asking = time.monotonic()
         rows = run_checkpoint(sample, manifest, run_settings.cache(), progress, base_url=run_settings.base_url_for(manifest))
+        model_time = time.monotonic() - asking
     stats = RunStats.from_rows(rows)
     context.log.info(f"{checkpoint_id}: {stats.summary()}")
     broken = unreachable(rows, manifest.endpoint)
@@ -82,6 +85,8 @@ def responses(
             "eval_items": len(items),
             "latency_p50_s": float(latency.quantile(0.5)) if len(latency) else 0.0,
             "latency_p95_s": float(latency.quantile(0.95)) if len(latency) else 0.0,
+            # the step's time spent asking the endpoint (cache lookups included); the rest of a run is orchestration
+            "model_time_s": round(model_time, 3),
             **{f"openai.{manifest.model}.{k}": v for k, v in tokens.items()},
         },
     )

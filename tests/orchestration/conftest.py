@@ -1,5 +1,6 @@
 """Fixtures for the Dagster code location: a policy folder, manifests pointing at a fake
-OpenAI-compatible server on loopback, and resources rooted in a temporary folder."""
+OpenAI-compatible server on loopback, resources rooted in a temporary folder, and a fresh
+PostgreSQL database (`services.py`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 from policyeval.testing import FakeOpenAIServer  # noqa: E402
+from .services import fresh_pg_database  # noqa: E402
 
 MINI = Path(__file__).resolve().parents[1] / "packs" / "mini"
 
@@ -37,6 +39,13 @@ def _collect_leftover_instances():
 
     with set_defs_state_storage(None):
         yield
+
+
+@pytest.fixture
+def pg_database():
+    """A PostgreSQL database of this test's own, dropped afterwards; skipped (failed in CI) without a server."""
+    with fresh_pg_database() as database:
+        yield database
 
 
 @pytest.fixture

@@ -105,3 +105,32 @@ def test_a_removed_checkpoint_leaves_the_pickers_and_keeps_its_history(project) 
         assert instance.get_dynamic_partitions("checkpoint") == ["fake-a"]
         history = instance.fetch_materializations(dg.AssetKey("responses"), limit=100).records
         assert any("fake-b" in str(r.partition_key) for r in history)
+
+
+def test_folders_come_from_the_environment_the_ui_reads(project, monkeypatch) -> None:
+    """Without --policies/--checkpoints it reads the folders the UI's sensors read, so the two
+    never unregister each other's checkpoints."""
+    monkeypatch.setenv("POLICYEVAL_POLICIES", str(project["policies"]))
+    monkeypatch.setenv("POLICYEVAL_CHECKPOINTS", str(project["checkpoints"]))
+    result = CliRunner().invoke(run, ["--per-cell", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "checkpoints: fake-a, fake-b" in result.output
+
+
+def test_an_unreachable_endpoint_fails_the_run_and_keeps_the_measurement(project) -> None:
+    """A failed gate is a measurement (exit 0); an endpoint that answered nothing is a broken
+    run (exit 1, said in one line), and the responses measured before stay as they were."""
+    policyeval_run(project)
+    stored = sorted((project["data"] / "assets" / "responses").rglob("data.parquet"))
+    before = {path: path.read_bytes() for path in stored}
+    manifest = project["checkpoints"] / "fake-b.yaml"
+    manifest.write_text(manifest.read_text().replace(project["server"].base_url, "http://127.0.0.1:9/v1")
+                        .replace("timeout_s: 10", "timeout_s: 1\nmax_retries: 0"))
+    result = CliRunner().invoke(
+        run, ["--policies", str(project["policies"]), "--checkpoints", str(project["checkpoints"]), "--per-cell", "1"],
+        catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert "fake-a: up to date, skipped" in result.output
+    assert "endpoint 127.0.0.1:9/v1: none of the 4 request(s) sent got an answer" in result.output
+    assert "1 evaluation run(s) failed" in result.output and "nothing changed" not in result.output
+    assert {path: path.read_bytes() for path in stored} == before
