@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from policyeval.records import normalize_messages
-from policyeval.runs.cache import ResponseCache, request_key
+from policyeval.runs.cache import DB_NAME, ResponseCache, request_key
 from policyeval.tables import read_parquet
 from policyeval.testing.openai_server import FakeOpenAIServer, Reply, chat_completion_body
 
@@ -35,26 +36,50 @@ def test_put_get_round_trip_and_layout(tmp_path):
     cache = ResponseCache(tmp_path)
     key = request_key("local", "m", MESSAGES, {})
     assert cache.get(key) is None
+    assert list(tmp_path.iterdir()) == []  # a lookup creates nothing
     record = {"response_text": "hi", "prompt_tokens": 3}
     cache.put(key, record)
     assert cache.get(key) == record
-    assert key in cache
-    path = tmp_path / key[:2] / f"{key}.json"
-    assert path.is_file()
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
+    assert key in cache and cache.count() == 1
     cache.put(key, {"response_text": "again"})
     assert ResponseCache(tmp_path).get(key) == {"response_text": "again"}
+    cache.put_many([(f"{i:064x}", {"response_text": f"r{i}"}) for i in range(500)])
+    assert cache.count() == 501 and cache.get(f"{7:064x}") == {"response_text": "r7"}
+    cache.close()
+    # a handful of files however many answers: the database and, while open, its WAL
+    assert {p.name for p in tmp_path.iterdir()} <= {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"}
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_unreadable_entries_are_misses(tmp_path):
     cache = ResponseCache(tmp_path)
     key = "ab" + "0" * 62
-    path = cache.path_for(key)
-    path.parent.mkdir(parents=True)
-    path.write_text('{"format": 1, "key": "ab00', encoding="utf-8")  # torn write
-    assert cache.get(key) is None
-    path.write_text(json.dumps({"format": 1, "key": "other", "record": {}}), encoding="utf-8")
-    assert cache.get(key) is None
+    cache.put(key, {"response_text": "x"})
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute("UPDATE responses SET record = '{torn' WHERE key = ?", (key,))
+    assert ResponseCache(tmp_path).get(key) is None
+
+
+def test_earlier_per_file_entries_are_read_and_copied_in(tmp_path):
+    """A cache folder of the earlier layout (one JSON file per answer) keeps serving."""
+    key, other, torn = ("ab" + "1" * 62), ("cd" + "2" * 62), ("ef" + "3" * 62)
+    for k, text in ((key, "old answer"), (other, "another")):
+        path = tmp_path / k[:2] / f"{k}.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"format": 1, "key": k, "record": {"response_text": text}}), encoding="utf-8")
+    (tmp_path / "ef").mkdir()
+    (tmp_path / "ef" / f"{torn}.json").write_text('{"format": 1, "key": "ef33', encoding="utf-8")  # torn write
+    (tmp_path / "ab" / f"{'ab' + '9' * 62}.json").write_text(json.dumps({"format": 1, "key": "other", "record": {}}))
+
+    cache = ResponseCache(tmp_path)
+    assert cache.path_for(key) == tmp_path / "ab" / f"{key}.json"
+    assert cache.get(key) == {"response_text": "old answer"}
+    assert cache.get(torn) is None and cache.get("ab" + "9" * 62) is None  # torn or mislabeled: misses
+    assert cache.count() == 1  # the hit was copied into the database ...
+    (tmp_path / "ab" / f"{key}.json").unlink()
+    assert ResponseCache(tmp_path).get(key) == {"response_text": "old answer"}  # ... and is served from there
+    assert ResponseCache(tmp_path).get(other) == {"response_text": "another"}
 
 
 def test_stale_temporaries_are_ignored_and_removable(tmp_path):
@@ -66,6 +91,49 @@ def test_stale_temporaries_are_ignored_and_removable(tmp_path):
     assert cache.get(key) is None
     assert cache.remove_stale_temporaries() == 1
     assert not tmp.exists()
+
+
+WRITER = r"""
+import sys
+from policyeval.runs.cache import ResponseCache
+cache = ResponseCache(sys.argv[1])
+worker, n = sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    cache.put(f"{worker}-{i}", {"response_text": f"{worker} {i}"})
+    if i % 10 == 0:
+        cache.get(f"{worker}-{i // 2}")
+"""
+
+
+def test_several_processes_write_at_once(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), f"w{w}", "150"], env=env, stderr=subprocess.PIPE, text=True)
+        for w in range(4)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+    cache = ResponseCache(tmp_path)
+    assert cache.count() == 600
+    assert all(cache.get(f"w{w}-{i}") == {"response_text": f"w{w} {i}"} for w in range(4) for i in range(150))
+
+
+def test_a_stored_answer_survives_the_process_being_killed(tmp_path):
+    """`put` returns only once the answer is committed: SIGKILL right after it loses nothing."""
+    script = (
+        "import os, signal, sys\n"
+        "from policyeval.runs.cache import ResponseCache\n"
+        "cache = ResponseCache(sys.argv[1])\n"
+        "cache.put('k1', {'response_text': 'one'})\n"
+        "cache.put_many([('k2', {'response_text': 'two'}), ('k3', {'response_text': 'three'})])\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    cache = ResponseCache(tmp_path)
+    assert [cache.get(k) for k in ("k1", "k2", "k3")] == [{"response_text": t} for t in ("one", "two", "three")]
 
 
 # ---------------------------------------------------------------------------
@@ -86,23 +154,26 @@ def _respond(args: list[str], cwd: Path) -> subprocess.Popen:
 
 
 def _entries(root: Path) -> dict[str, dict]:
-    """Every finished entry under the cache root; fails on any file that looks like an entry but is not one."""
-    entries = {}
-    for path in root.rglob("*"):
-        if path.is_dir():
-            continue
-        if path.name.endswith(".json"):
-            entry = json.loads(path.read_text(encoding="utf-8"))  # must parse completely
-            assert entry["key"] == path.stem and path.parent.name == path.stem[:2]
-            assert isinstance(entry["record"]["response_text"], str)
-            entries[path.stem] = entry
-        else:
-            assert path.name.startswith(".") and path.name.endswith(".tmp"), path
+    """Every answer committed to the cache database (read as another process would)."""
+    if not (root / DB_NAME).exists():
+        return {}
+    db = sqlite3.connect(root / DB_NAME, timeout=30)
+    try:
+        rows = db.execute("SELECT key, record FROM responses").fetchall()
+    except sqlite3.OperationalError:  # created, its table not yet
+        return {}
+    finally:
+        db.close()
+    entries = {key: json.loads(record) for key, record in rows}  # each must parse completely
+    assert all(isinstance(record["response_text"], str) for record in entries.values())
     return entries
 
 
 def test_killed_run_resumes_asking_only_for_the_rest(tmp_path):
-    n = 40
+    """SIGKILL mid-run, then a re-run: every answer received before the kill is kept, the
+    re-run asks each missing item once, and it re-asks at most `--concurrency` requests
+    that the killed run had already sent (those in flight when it died)."""
+    n, concurrency = 60, 4
     items = tmp_path / "items.jsonl"
     items.write_text("".join(json.dumps({"id": f"it{i}", "prompt": f"prompt {i}"}) + "\n" for i in range(n)))
     cache_dir = tmp_path / "cache"
@@ -117,11 +188,11 @@ def test_killed_run_resumes_asking_only_for_the_rest(tmp_path):
     with server:
         args = [
             "--items", str(items), "--base-url", server.base_url, "--model", "fake-model",
-            "--concurrency", "4", "--param", "max_tokens=8", "--cache", str(cache_dir), "--out", str(out),
+            "--concurrency", str(concurrency), "--param", "max_tokens=8", "--cache", str(cache_dir), "--out", str(out),
         ]
         first = _respond(args, tmp_path)
         deadline = time.monotonic() + 60
-        while len(list(cache_dir.glob("*/*.json"))) < 8:
+        while len(_entries(cache_dir)) < 8:
             assert first.poll() is None, first.communicate()
             assert time.monotonic() < deadline, "no responses reached the cache"
             time.sleep(0.02)
@@ -138,8 +209,10 @@ def test_killed_run_resumes_asking_only_for_the_rest(tmp_path):
         }
         cached_prompts = {p for p, k in keys.items() if k in answered}
         assert len(cached_prompts) == len(answered)
+        sent_before_kill = {r["messages"][-1]["content"] for r in server.requests}
 
-        server.requests.clear()  # the killed client's requests have all arrived; none is in flight
+        time.sleep(delay["s"] + 0.1)  # the killed client's last requests finish on the server
+        server.requests.clear()
         delay["s"] = 0.0
         second = _respond(args, tmp_path)
         stdout, stderr = second.communicate(timeout=120)
@@ -147,8 +220,9 @@ def test_killed_run_resumes_asking_only_for_the_rest(tmp_path):
         asked = [r["messages"][-1]["content"] for r in server.requests]
 
     assert sorted(asked) == sorted(set(keys) - cached_prompts)  # only the unanswered, each once
+    re_asked = set(asked) & sent_before_kill
+    assert len(re_asked) <= concurrency, re_asked
     frame = read_parquet(out)
-    assert sorted(frame["item_id"]) == sorted(f"it{i}" for i in range(n))
     assert frame["item_id"].tolist() == [f"it{i}" for i in range(n)]  # item order
     assert (frame["status"] == "ok").all()
     assert int(frame["cached"].sum()) == len(answered)

@@ -350,7 +350,8 @@ def test_cli_respond_with_manifest_and_unreachable_endpoint(tmp_path, capsys):
     code = main(["respond", "--items", str(tmp_path / "items.jsonl"), "--checkpoint", str(tmp_path / "down.yaml"),
                  "--max-retries", "0", "--no-cache", "--out", str(tmp_path / "out.parquet")])
     err = capsys.readouterr().err
-    assert code == 1 and "every request to checkpoint down failed" in err and "APIConnectionError" in err
+    assert code == 2  # partial: written, every item an error
+    assert "every request to checkpoint down failed" in err and "APIConnectionError" in err
     frame = read_parquet(tmp_path / "out.parquet")
     assert frame["status"].tolist() == [ERROR, ERROR] and frame["attempts"].tolist() == [1, 1]
 
@@ -361,7 +362,10 @@ def test_cli_respond_rejects_mixing_manifest_and_inline_options(tmp_path, capsys
     (tmp_path / "items.jsonl").write_text('{"id": "a", "prompt": "hi"}\n')
     code = main(["respond", "--items", str(tmp_path / "items.jsonl"), "--checkpoint", "x.yaml", "--model", "m",
                  "--out", str(tmp_path / "o.parquet")])
-    assert code != 0 and "cannot be combined" in capsys.readouterr().err
+    assert code == 1 and "cannot be combined" in capsys.readouterr().err
+    assert main(["respond", "--items", str(tmp_path / "items.jsonl"), "--out", str(tmp_path / "o.parquet"),
+                 "--concurrency", "0", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 1
+    assert not (tmp_path / "o.parquet").exists()
 
 
 def test_cli_respond_streams_rows_in_batches_in_item_order(tmp_path, fake_server, monkeypatch, capsys):

@@ -4,29 +4,68 @@ The checkpoint is a manifest (`--checkpoint`) or given inline (`--base-url`, `--
 ...). Answers go to a content-addressed cache (`--cache`, default `.cache/responses` or
 $POLICYEVAL_CACHE_DIR), so a killed run resumes where it stopped and a re-run with
 nothing new makes no model calls.
+
+Items are read twice, as a stream: a first pass checks the whole file (so a bad line
+ends the command before any model call, with nothing written) and counts it; the second
+feeds the runner. Rows stream out to Parquet in batches. Memory does not grow with the
+number of items.
+
+A failed run never destroys a good output: the new table is written beside the target
+and put in its place only if it has no more error rows than the table already there;
+otherwise it lands at `NAME.incomplete.parquet` and the old one stays. Exit codes:
+0 every item answered, 1 bad input or usage (nothing written), 2 partial (written, some
+items are errors), 3 output kept (the new run was worse; written beside it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 import time
+from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 import yaml
 
-from ..errors import PolicyevalError
-from ..generate import read_items
-from ..records import RESPONSE_SCHEMA, EvalItem
+from ..errors import InputError, PolicyevalError
+from ..records import ITEM_SCHEMA, RESPONSE_SCHEMA, EvalItem
 from ..runs.cache import ResponseCache
 from ..runs.manifest import CheckpointManifest, load_manifest
-from ..runs.runner import RunTally, aiter_responses, run_blocking
+from ..runs.runner import OK, RunTally, aiter_responses, run_blocking
 
 DEFAULT_CACHE_DIR = Path(".cache") / "responses"
 WRITE_BATCH_ROWS = 1000  # rows per Parquet row group; the most rows held before they are written
+READ_BATCH_ROWS = 1024  # Parquet item rows decoded at a time
+
+
+class Exit(IntEnum):
+    """What `policyeval respond` exits with."""
+
+    OK = 0  # every item answered
+    USAGE = 1  # bad input or usage: nothing written
+    PARTIAL = 2  # output written, but some items are errors (or content_filtered)
+    KEPT = 3  # the target had fewer errors than this run: it is kept, this run is written beside it
+
+
+class _Command(click.Command):
+    """Usage errors exit 1 like any other bad input: click's own 2 means a partial run here."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            exc.exit_code = Exit.USAGE
+            raise
+
+
+def _usage(message: str) -> click.UsageError:
+    exc = click.UsageError(message)
+    exc.exit_code = Exit.USAGE
+    return exc
 
 
 def _parse_param(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
@@ -42,7 +81,7 @@ def _parse_param(ctx: click.Context, param: click.Parameter, values: tuple[str, 
     return params
 
 
-@click.command("respond")
+@click.command("respond", cls=_Command)
 @click.option("--items", "items_path", required=True, type=click.Path(path_type=Path),
               help="Eval items: Parquet from `generate`, or JSONL with `id` and `messages` or `prompt`.")
 @click.option("--checkpoint", "manifest_path", type=click.Path(path_type=Path), help="Checkpoint manifest (YAML).")
@@ -59,7 +98,8 @@ def _parse_param(ctx: click.Context, param: click.Parameter, values: tuple[str, 
 @click.option("--cache", "cache_dir", type=click.Path(path_type=Path),
               help="Response cache folder (default: $POLICYEVAL_CACHE_DIR or .cache/responses).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")
-@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path), help="Output Parquet file.")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
+              help="Output Parquet file (kept if this run has more errors than it; see exit codes).")
 def respond(
     items_path: Path,
     manifest_path: Path | None,
@@ -75,53 +115,249 @@ def respond(
     cache_dir: Path | None,
     no_cache: bool,
     out_path: Path,
-) -> None:
-    """Run a checkpoint on eval items and store its responses."""
+) -> int:
+    """Run a checkpoint on eval items and store its responses.
+
+    Exit status: 0 every item answered; 1 bad input or usage (nothing written); 2 partial
+    (output written, some items are errors); 3 output kept (this run had more errors than
+    the existing --out file, which is left as it was; this run is written beside it as
+    NAME.incomplete.parquet).
+    """
     manifest = _manifest(
         manifest_path, base_url, model, checkpoint_id, api_key_env, system_prompt, params,
         concurrency, timeout_s, max_retries,
     )
-    items = read_items(items_path)
+    if out_path.is_dir():
+        raise _usage(f"--out {out_path} is a folder; give a file name")
+    total = count_items(items_path)
     cache = None if no_cache else ResponseCache(_cache_root(cache_dir))
 
     started = time.perf_counter()
     tally = RunTally()
-    run_blocking(lambda: _stream_responses(items, manifest, cache, out_path, tally))
+    verdict: dict[str, Any] = {}
+    run_blocking(lambda: _stream_responses(items_path, total, manifest, cache, out_path, tally, verdict))
     wall = time.perf_counter() - started
 
     stats = tally.stats()
-    click.echo(f"{stats.summary()}, {wall:.1f}s -> {out_path}")
-    if stats.sent and stats.errors == stats.sent and stats.from_cache == 0:
-        raise PolicyevalError(
-            f"every request to checkpoint {manifest.id} failed (first: {tally.first_error}); rows written to {out_path}"
+    written = verdict["written"]
+    click.echo(f"{stats.summary()}, {wall:.1f}s -> {written}")
+    if written != out_path:
+        click.echo(
+            f"kept: {out_path} has {_rows(verdict['existing_errors'])} with errors, this run {stats.errors} "
+            f"(first: {tally.first_error}); this run's rows are in {written}",
+            err=True,
         )
+        return Exit.KEPT
+    if stats.errors:
+        if stats.errors == stats.requested:
+            click.echo(
+                f"partial: every request to checkpoint {manifest.id} failed (first: {tally.first_error}); "
+                f"rows written to {out_path}",
+                err=True,
+            )
+        else:
+            again = "; a re-run asks only for those" if cache is not None else ""
+            click.echo(
+                f"partial: {stats.errors} of {stats.requested} items are errors (first: {tally.first_error}){again}",
+                err=True,
+            )
+        return Exit.PARTIAL
+    return Exit.OK
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
 
 
 async def _stream_responses(
-    items: list[EvalItem], manifest: CheckpointManifest, cache: ResponseCache | None, out_path: Path, tally: RunTally
+    items_path: Path,
+    total: int,
+    manifest: CheckpointManifest,
+    cache: ResponseCache | None,
+    out_path: Path,
+    tally: RunTally,
+    verdict: dict[str, Any],
 ) -> None:
-    """Rows go to the Parquet file as they arrive, in item order; the file appears only if the run completes."""
+    """Rows go to a temporary Parquet file beside the target as they arrive, in item order.
+
+    Only when the run is complete is the file given its name: the target, or
+    `NAME.incomplete.parquet` when the target already holds fewer error rows.
+    """
     from tqdm import tqdm
 
     from ..tables import ParquetStreamWriter
-
-    total = len(items)
-    # Hand items to the runner one at a time and drop our references as they go: the rows carry
-    # every item column, so the originals are not needed once their requests are built.
-    pending = items[::-1]
-    items.clear()
-
-    def feed():
-        while pending:
-            yield pending.pop()
 
     # Bounded look-ahead: finished rows waiting behind a slow item stay few, so memory stays flat.
     window = max(4 * manifest.max_concurrency, 256)
     with tqdm(total=total, desc=manifest.id, unit="item", file=sys.stderr, dynamic_ncols=True) as bar, \
             ParquetStreamWriter(out_path, RESPONSE_SCHEMA, batch_size=WRITE_BATCH_ROWS) as writer:
-        async for row in aiter_responses(feed(), manifest, cache, lambda row: bar.update(1), window=window):
+        rows = aiter_responses(iter_items(items_path), manifest, cache, lambda row: bar.update(1), window=window)
+        async for row in rows:
             tally.add(row)
             writer.write(row)
+        existing = _error_rows(out_path)
+        verdict["existing_errors"] = existing
+        if existing is not None and tally.errors > existing:
+            writer.path = incomplete_path(out_path)  # the rename at close puts it beside the target
+        verdict["written"] = writer.path
+
+
+def incomplete_path(out_path: Path) -> Path:
+    """Where a run worse than the existing output is written: `X.parquet` -> `X.incomplete.parquet`."""
+    suffix = out_path.suffix or ".parquet"
+    stem = out_path.name[: -len(out_path.suffix)] if out_path.suffix else out_path.name
+    return out_path.with_name(f"{stem}.incomplete{suffix}")
+
+
+def _error_rows(path: Path) -> int | None:
+    """Rows of an existing responses table whose status is not ok; None when there is no readable one."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return None
+    try:
+        statuses = pq.read_table(path, columns=["status"]).column("status").to_pylist()
+    except Exception:  # not a responses table: nothing good to protect
+        return None
+    return sum(1 for status in statuses if status != OK)
+
+
+# ---------------------------------------------------------------------------
+# Items, streamed
+
+
+_ITEM_COLUMNS = frozenset(ITEM_SCHEMA.names)
+_TEXT_COLUMNS = _ITEM_COLUMNS - {"item_id", "messages"}
+ITEM_FILE_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json")
+
+
+def count_items(path: str | os.PathLike) -> int:
+    """Check a whole items file without keeping its items; the number of items.
+
+    The same checks and messages as `policyeval.generate.read_items`, plus every id seen
+    (duplicates are found here, before any request).
+    """
+    seen: dict[str, int] = {}
+    count = 0
+    for count, _ in enumerate(_items(Path(path), seen, build=False), start=1):
+        pass
+    if not count:
+        raise InputError(path, "no items")
+    return count
+
+
+def iter_items(path: str | os.PathLike) -> Iterator[EvalItem]:
+    """The items of a file checked by `count_items`, one at a time."""
+    return _items(Path(path), None)
+
+
+def _items(path: Path, seen: dict[str, int] | None, build: bool = True) -> Iterator[EvalItem | None]:
+    """Items of a file, each checked; with `build=False` only checked (None for each)."""
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.is_dir():
+        raise InputError(path, "is a folder, not an items file")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _parquet_items(path, seen, build)
+    if suffix in ITEM_FILE_SUFFIXES:
+        return _jsonl_items(path, seen, build)
+    raise InputError(
+        path, f"unknown items file type {suffix or '(no extension)'!r}: use .parquet, or JSON Lines (.jsonl, .ndjson, .json)"
+    )
+
+
+def _parquet_items(path: Path, seen: dict[str, int] | None, build: bool) -> Iterator[EvalItem | None]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:
+        raise InputError(path, f"not a readable Parquet file ({exc.__class__.__name__}: {exc})") from None
+    names = parquet.schema_arrow.names
+    missing = [c for c in ("item_id", "messages") if c not in names]
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(missing)}")
+    batches = parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=[c for c in names if c in _ITEM_COLUMNS])
+    number = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise InputError(path, f"not a readable Parquet file ({exc.__class__.__name__}: {exc})") from None
+        for row in batch.to_pylist():
+            number += 1
+            yield _parquet_item(path, number, row, seen, build)
+
+
+def _parquet_item(path: Path, number: int, row: dict[str, Any], seen: dict[str, int] | None, build: bool) -> EvalItem | None:
+    item_id = row.get("item_id")
+    if item_id is None or str(item_id).strip() == "":
+        raise InputError(path, f"row {number}: no item_id")
+    item_id = row["item_id"] = str(item_id)
+    if seen is not None:
+        if item_id in seen:
+            raise InputError(path, f"row {number}: duplicate item_id {item_id!r} (first on row {seen[item_id]})")
+        seen[item_id] = number
+    messages = row.get("messages")
+    try:
+        if isinstance(messages, str):
+            messages = json.loads(messages)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"row {number} (item {item_id}): messages are not valid JSON ({exc.msg})") from None
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise InputError(path, f"row {number} (item {item_id}): messages are not a JSON list of chat messages")
+    row["messages"] = messages
+    return EvalItem.from_row(row) if build else None
+
+
+def _jsonl_items(path: Path, seen: dict[str, int] | None, build: bool) -> Iterator[EvalItem | None]:
+    from ..generate.redteam import check_messages
+    from ..tables import iter_jsonl
+
+    for line, record in iter_jsonl(path):
+        item_id = record.get("id")
+        if item_id is None:
+            item_id = record.get("item_id")
+        if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or str(item_id).strip() == "":
+            raise InputError(path, "each line needs an 'id' (or 'item_id'): non-empty text or an integer", line=line)
+        item_id = str(item_id)
+        if seen is not None:
+            if item_id in seen:
+                raise InputError(path, f"duplicate id {item_id!r} (first on line {seen[item_id]})", line=line)
+            seen[item_id] = line
+        messages, prompt = record.get("messages"), record.get("prompt")
+        if messages is not None and prompt is not None:
+            raise InputError(path, "a line needs exactly one of 'prompt' or 'messages'", line=line)
+        if isinstance(messages, str):
+            try:
+                messages = json.loads(messages)
+            except json.JSONDecodeError:
+                raise InputError(path, "'messages' is text but not a JSON list", line=line) from None
+        if messages is None:
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise InputError(path, "each line needs 'messages' or a non-empty 'prompt'", line=line)
+            messages = [{"role": "user", "content": prompt}]
+        messages = check_messages(messages, path, line)
+        row = {k: v for k, v in record.items() if k in _ITEM_COLUMNS}
+        row.update(
+            item_id=item_id,
+            messages=messages,
+            category_id=record.get("category_id", record.get("category")) or "",
+            expected_behavior=record.get("expected_behavior", record.get("expected")) or "",
+            source=record.get("source") or "jsonl",
+        )
+        for column in _TEXT_COLUMNS:
+            value = row.get(column)
+            if value is not None and not isinstance(value, str):
+                raise InputError(path, f"'{column}' must be text, not {type(value).__name__}", line=line)
+        yield EvalItem.from_row(row) if build else None
+
+
+# ---------------------------------------------------------------------------
+# The checkpoint
 
 
 def _manifest(
@@ -148,7 +384,7 @@ def _manifest(
             ("--api-key-env", api_key_env), ("--system-prompt", system_prompt), ("--param", params),
         ) if value]
         if inline:
-            raise click.UsageError(f"--checkpoint cannot be combined with {', '.join(inline)}; edit the manifest instead")
+            raise _usage(f"--checkpoint cannot be combined with {', '.join(inline)}; edit the manifest instead")
         manifest = load_manifest(manifest_path)
         if limits:
             updated = manifest.model_copy(update=limits)
@@ -156,9 +392,9 @@ def _manifest(
             manifest = updated
         return manifest
     if not base_url:
-        raise click.UsageError("give --checkpoint MANIFEST, or --base-url URL with --model NAME")
+        raise _usage("give --checkpoint MANIFEST, or --base-url URL with --model NAME")
     if not model and base_url.strip() != "local":
-        raise click.UsageError("--base-url needs --model")
+        raise _usage("--base-url needs --model")
     derived = re.sub(r"[^A-Za-z0-9._-]+", "-", model or "local").strip("-._")[:64] or "checkpoint"
     try:
         return CheckpointManifest(

@@ -1,7 +1,13 @@
 """Run a checkpoint over eval items: bounded concurrency, retries, a resumable cache.
 
-One `openai.AsyncOpenAI` client per run, with the library's own retries off so that
-retrying is decided here, the same way for every endpoint:
+Requests go over a lean HTTP/1.1 client on asyncio (`_WireClient`): a fixed set of
+slots, one per allowed request in flight, each owning its own keep-alive connection.
+Taking a slot is a pop from a free list, so the per-request cost does not grow with the
+concurrency (a shared connection pool scans its connections on every request, which made
+a run slower at 256 in flight than at 32). Endpoints behind an HTTP proxy (the usual
+`HTTPS_PROXY`/`NO_PROXY` variables) go through `openai.AsyncOpenAI` instead, which
+speaks to proxies; both transports describe failures in the same words. Retrying is
+decided here, the same way for every endpoint (the client library's own retries are off):
 
 * 429, 408, 409, 5xx, timeouts and connection errors are retried with exponential
   backoff and full jitter; a `retry-after-ms` or `Retry-After` header (seconds or an
@@ -20,12 +26,15 @@ unless the item already has a system message of its own, which wins; an item tha
 its own system prompt is testing that deployment context on purpose.
 
 Memory stays flat as items grow: a fixed pool of workers pulls from a bounded queue fed
-lazily from the items, so only a few requests' state exists at any time.
+lazily from the items, so only a few requests' state exists at any time. An answer is
+committed to the cache before its slot carries another request (answers arriving
+together share one commit), so a killed run re-asks at most `max_concurrency` requests.
 
 Row columns follow `RESPONSE_SCHEMA`. Per row: `attempts` counts the HTTP requests this
 run made for the item (0 when served from the cache); `latency_s` is the answering
 request's latency (the original one for a cached answer), or the time spent on an item
-that failed.
+that failed. The API key is sent in the `Authorization` header and nowhere else: no row,
+error text or log line carries it.
 """
 
 from __future__ import annotations
@@ -35,32 +44,33 @@ import concurrent.futures
 import email.utils
 import json
 import logging
+import os
 import random
+import ssl
 import time
+import urllib.parse
+import urllib.request
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable, Coroutine, Iterable, Mapping, TypeVar
 
-import openai
-
+from ..errors import PolicyevalError
 from ..records import CONTENT_FILTERED, ERROR, EvalItem, canonical_json, normalize_messages
 from .cache import ResponseCache, request_key
 from .manifest import CheckpointManifest, resolve_api_key
-
-if hasattr(openai, "DefaultAsyncHttpx2Client"):  # openai >= 3 speaks httpx2
-    import httpx2 as _http
-else:  # pragma: no cover - openai 1.x / 2.x
-    import httpx as _http
 
 log = logging.getLogger(__name__)
 
 OK = "ok"
 Progress = Callable[[dict[str, Any]], None]
 
-_RESPONSE_TYPE = _http.Response
+WIRE = "wire"
+OPENAI = "openai"
+TRANSPORTS = (WIRE, OPENAI)
+
 _RETRY_STATUSES = frozenset({408, 409, 429})
 _ERROR_TEXT_LIMIT = 500
-
 
 # ---------------------------------------------------------------------------
 # Records
@@ -215,61 +225,8 @@ class _Plan:
         )
 
 
-class _Endpoint:
-    """The run's one client, made on the first cache miss (a fully cached run starts nothing)."""
-
-    def __init__(self, manifest: CheckpointManifest, base_url: str | None, api_key: str | None):
-        self.manifest = manifest
-        self._base_url = base_url
-        self._api_key = api_key
-        self._client: openai.AsyncOpenAI | None = None
-        self._local_server: Any = None
-        self._lock = asyncio.Lock()
-
-    async def client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            async with self._lock:
-                if self._client is None:
-                    self._client = self._connect()
-        return self._client
-
-    def _connect(self) -> openai.AsyncOpenAI:
-        api_key = self._api_key or resolve_api_key(self.manifest)
-        base_url = self._base_url
-        if base_url is None:
-            if self.manifest.is_local:
-                from .local_model import LocalModelServer
-
-                # no shared server was passed in (`base_url`): this run starts its own
-                self._local_server = LocalModelServer().start()
-                base_url = self._local_server.base_url
-            else:
-                base_url = self.manifest.base_url
-        n = self.manifest.max_concurrency
-        return openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=api_key,
-            timeout=self.manifest.timeout_s,
-            max_retries=0,
-            http_client=_http_client(n, self.manifest.timeout_s),
-        )
-
-    async def aclose(self) -> None:
-        try:
-            if self._client is not None:
-                await self._client.close()
-        finally:
-            if self._local_server is not None:
-                self._local_server.stop()
-
-
-def _http_client(connections: int, timeout_s: float) -> Any:
-    """An HTTP client whose pool holds a connection per concurrent request (no pool waits)."""
-    factory = getattr(openai, "DefaultAsyncHttpx2Client", None) or openai.DefaultAsyncHttpxClient
-    return factory(
-        limits=_http.Limits(max_connections=connections, max_keepalive_connections=connections),
-        timeout=_http.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-    )
+# ---------------------------------------------------------------------------
+# Failures, described the same way whichever transport carried the request
 
 
 class _Failed(Exception):
@@ -282,39 +239,525 @@ class _Failed(Exception):
         self.status = status
 
 
-def _describe_status_error(exc: openai.APIStatusError) -> str:
-    message = getattr(exc, "message", None) or str(exc)
-    return f"{type(exc).__name__}: HTTP {exc.status_code}: {message}"
+# The name of openai's exception class per HTTP status, so error texts read the same whichever
+# transport ran. Names, not the classes: the wire transport does not import openai (half a
+# second of every command's start-up).
+_STATUS_ERRORS = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    409: "ConflictError",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
+}
 
 
-async def _attempt(client: openai.AsyncOpenAI, job: _Job, plan: _Plan) -> bytes:
-    """One HTTP request; returns the raw body of a 2xx answer or raises `_Failed`.
+def _status_error_name(status: int) -> str:
+    if status >= 500:
+        return "InternalServerError"
+    return _STATUS_ERRORS.get(status, "APIStatusError")
 
-    The body is posted as built (the client's generic `post`, not the typed
-    `chat.completions.create`): messages pass through untouched, non-standard sampling
-    parameters need no special casing, the per-request cost is lower, and a malformed
-    answer reaches `_parse` as bytes instead of failing inside the client.
-    """
+
+def _status_failure(status: int, headers: Mapping[str, str], body: bytes) -> _Failed:
+    """A non-2xx answer as `_Failed`, worded as openai words it (`Error code: 503 - overloaded`)."""
+    message = f"Error code: {status}"
     try:
-        response = await client.post(
-            "/chat/completions",
-            body={"model": plan.manifest.model, "messages": job.messages, **plan.params},
-            cast_to=_RESPONSE_TYPE,
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    error = data.get("error", data) if isinstance(data, dict) else None
+    detail = error.get("message") if isinstance(error, dict) else None
+    if isinstance(detail, str) and detail:
+        message += f" - {detail}"
+    retryable = status in _RETRY_STATUSES or status >= 500
+    wait = retry_after_s(headers) if retryable else None
+    return _Failed(f"{_status_error_name(status)}: HTTP {status}: {message}", retryable, wait)
+
+
+def _timeout_failure(timeout_s: float) -> _Failed:
+    return _Failed(f"APITimeoutError: no answer within {timeout_s:g}s", True)
+
+
+def _connection_failure(cause: BaseException | None, fallback: str = "connection failed") -> _Failed:
+    detail = f"{type(cause).__name__}: {cause}" if cause is not None else fallback
+    return _Failed(f"APIConnectionError: {detail}", True)
+
+
+# ---------------------------------------------------------------------------
+# The wire transport: HTTP/1.1 on asyncio, one keep-alive connection per slot
+
+
+class _ProtocolError(Exception):
+    """The server's bytes are not an HTTP/1.1 response we can read."""
+
+
+class _StaleConnection(ConnectionError):
+    """A reused keep-alive connection closed before any byte of the answer arrived."""
+
+
+_MAX_HEAD = 64 * 1024
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection: one request at a time, the response parsed as bytes arrive.
+
+    A Protocol rather than streams: reading a response costs one callback per network
+    read and no task switches, which is most of the client's time at thousands of
+    requests a second.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reusable = True
+        self.used = 0  # responses read on this connection
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future | None = None
+        self._received = False  # any byte of the current response
+        self._head: tuple[int, dict[str, str]] | None = None
+        self._framing = ""  # "length" | "chunked" | "close"
+        self._remaining = 0
+        self._chunks: list[bytes] = []
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None or self._waiter.done():  # bytes nobody asked for (an idle-timeout notice)
+            self.reusable = False
+            return
+        self._received = True
+        self._buffer += data
+        try:
+            self._advance()
+        except _ProtocolError as exc:
+            self._finish(exc)
+
+    def eof_received(self) -> bool | None:
+        self.reusable = False
+        if self._waiter is not None and self._framing == "close" and self._head is not None:
+            body = bytes(self._buffer)
+            self._buffer.clear()
+            self._complete(body)
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        if self._waiter is not None and not self._waiter.done():
+            if self._framing == "close" and self._head is not None:
+                body = bytes(self._buffer)
+                self._buffer.clear()
+                self._complete(body)
+            elif not self._received and self.used:
+                self._finish(_StaleConnection("the server closed the idle connection"))
+            else:
+                self._finish(exc or ConnectionResetError("the server closed the connection before answering"))
+
+    # one round trip
+
+    @property
+    def usable(self) -> bool:
+        return self.reusable and not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    async def roundtrip(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        self._received = False
+        self._head = None
+        self._framing = ""
+        self._remaining = 0
+        self._chunks = []
+        self.transport.write(request)
+        try:
+            return await waiter
+        finally:
+            self._waiter = None
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+    # parsing
+
+    def _finish(self, exc: BaseException) -> None:
+        self.reusable = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _complete(self, body: bytes) -> None:
+        assert self._head is not None
+        status, headers = self._head
+        encoding = headers.get("content-encoding", "").strip().lower()
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            try:
+                body = zlib.decompress(body, 47 if encoding != "deflate" else zlib.MAX_WBITS)
+            except zlib.error:
+                try:
+                    body = zlib.decompress(body, -zlib.MAX_WBITS)
+                except zlib.error as exc:
+                    self._finish(_ProtocolError(f"cannot decode a {encoding} body: {exc}"))
+                    return
+        self.used += 1
+        if self._buffer:  # bytes beyond the answer: the connection's framing cannot be trusted
+            self.reusable = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result((status, headers, body))
+
+    def _advance(self) -> None:
+        buffer = self._buffer
+        while self._head is None:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > _MAX_HEAD:
+                    raise _ProtocolError("response head too long")
+                return
+            lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+            del buffer[: end + 4]
+            parts = lines[0].split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+                raise _ProtocolError(f"not an HTTP response: {lines[0][:80]!r}")
+            status = int(parts[1])
+            if 100 <= status < 200:
+                continue  # 100 Continue and friends: the real answer follows
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                if sep:
+                    name = name.strip().lower()
+                    value = value.strip()
+                    headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            if parts[0] == "HTTP/1.0" and "keep-alive" not in headers.get("connection", "").lower():
+                self.reusable = False
+            if "close" in headers.get("connection", "").lower():
+                self.reusable = False
+            self._head = (status, headers)
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                self._framing = "chunked"
+            elif "content-length" in headers:
+                try:
+                    self._remaining = int(headers["content-length"])
+                except ValueError:
+                    self._remaining = -1
+                if self._remaining < 0:
+                    raise _ProtocolError(f"bad Content-Length {headers['content-length']!r}")
+                self._framing = "length"
+            elif status in (204, 304):
+                self._framing, self._remaining = "length", 0
+            else:
+                self._framing = "close"
+                self.reusable = False
+        if self._framing == "length":
+            if len(buffer) >= self._remaining:
+                body = bytes(buffer[: self._remaining])
+                del buffer[: self._remaining]
+                self._complete(body)
+        elif self._framing == "chunked":
+            self._advance_chunks()
+
+    def _advance_chunks(self) -> None:
+        buffer = self._buffer
+        while True:
+            if self._remaining > 0:  # inside a chunk's data (+ its CRLF)
+                if len(buffer) < self._remaining + 2:
+                    return
+                self._chunks.append(bytes(buffer[: self._remaining]))
+                del buffer[: self._remaining + 2]
+                self._remaining = 0
+            if self._remaining == -1:  # after the last chunk: trailers up to an empty line
+                end = buffer.find(b"\r\n")
+                while end > 0:  # a trailer line
+                    del buffer[: end + 2]
+                    end = buffer.find(b"\r\n")
+                if end < 0:
+                    return
+                del buffer[:2]
+                self._complete(b"".join(self._chunks))
+                return
+            end = buffer.find(b"\r\n")
+            if end < 0:
+                return
+            try:
+                size = int(bytes(buffer[:end]).split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _ProtocolError("bad chunk size") from None
+            del buffer[: end + 2]
+            self._remaining = size if size > 0 else -1
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One request in flight at most; keeps its connection between requests."""
+
+    connection: _Connection | None = None
+
+
+class _WireClient:
+    """POSTs chat completions over HTTP/1.1 (https via asyncio's ssl), one connection per slot."""
+
+    def __init__(self, base_url: str, api_key: str):
+        url = urllib.parse.urlsplit(base_url.rstrip("/"))
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise PolicyevalError(f"base_url {base_url!r} is not an http(s) URL")
+        self.host = url.hostname
+        self.port = url.port or (443 if url.scheme == "https" else 80)
+        self.ssl = _ssl_context() if url.scheme == "https" else None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if url.port and url.port != (443 if url.scheme == "https" else 80):
+            host = f"{host}:{url.port}"
+        path = f"{url.path}/chat/completions" + (f"?{url.query}" if url.query else "")
+        if not api_key.isascii() or not api_key.isprintable():
+            raise PolicyevalError("the API key has characters an HTTP header cannot carry (check the variable api_key_env names)")
+        self._head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: policyeval\r\nAccept: application/json\r\n"
+            f"Content-Type: application/json\r\nAuthorization: Bearer {api_key}\r\nContent-Length: "
+        ).encode("latin-1")
+        self._connections: set[_Connection] = set()
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        _, connection = await loop.create_connection(
+            _Connection, self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None
         )
-        return response.content
-    except openai.APIStatusError as exc:
-        status = exc.status_code
-        retryable = status in _RETRY_STATUSES or status >= 500
-        wait = retry_after_s(exc.response.headers) if retryable else None
-        raise _Failed(_describe_status_error(exc), retryable, wait) from None
-    except openai.APITimeoutError:
-        raise _Failed(f"APITimeoutError: no answer within {plan.manifest.timeout_s:g}s", True) from None
-    except openai.APIConnectionError as exc:
-        cause = exc.__cause__
-        detail = f"{type(cause).__name__}: {cause}" if cause else str(exc)
-        raise _Failed(f"APIConnectionError: {detail}", True) from None
-    except openai.OpenAIError as exc:
-        raise _Failed(f"{type(exc).__name__}: {exc}", False) from None
+        self._connections.add(connection)
+        return connection
+
+    async def post(self, slot: _Slot, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """(status, lower-case headers, body); raises OSError/_ProtocolError on a broken exchange.
+
+        A keep-alive connection the server closed while idle is replaced once, silently:
+        the server never saw the request, so it is not an attempt.
+        """
+        request = b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
+        for _ in range(2):
+            connection = slot.connection
+            if connection is None or not connection.usable:
+                if connection is not None:
+                    self._drop(connection)
+                connection = slot.connection = await self._connect()
+            try:
+                return await connection.roundtrip(request)
+            except _StaleConnection:
+                self._drop(connection)
+                slot.connection = None
+            except BaseException:
+                self._drop(connection)
+                slot.connection = None
+                raise
+        raise ConnectionResetError("the server closed the connection before answering")
+
+    @staticmethod
+    def encode(payload: dict[str, Any]) -> bytes:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def release(self, slot: _Slot) -> None:
+        """After a request: a connection that cannot carry another one is closed now, not on next use."""
+        if slot.connection is not None and not slot.connection.usable:
+            self._drop(slot.connection)
+            slot.connection = None
+
+    def _drop(self, connection: _Connection) -> None:
+        connection.close()
+        self._connections.discard(connection)
+
+    async def aclose(self) -> None:
+        for connection in list(self._connections):
+            connection.close()
+        self._connections.clear()
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """Certificates from SSL_CERT_FILE/SSL_CERT_DIR when set, else certifi's bundle (as openai's client does)."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if not cafile and not capath:
+        try:
+            import certifi
+
+            cafile = certifi.where()
+        except ImportError:  # pragma: no cover - certifi comes with httpx
+            pass
+    context = ssl.create_default_context(cafile=cafile, capath=capath)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _uses_proxy(base_url: str) -> bool:
+    """Whether the environment routes this endpoint through a proxy (which only openai's client speaks)."""
+    url = urllib.parse.urlsplit(base_url)
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get(url.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass_environment(url.hostname or "", proxies)
+
+
+# ---------------------------------------------------------------------------
+# The openai transport (proxies)
+
+
+class _OpenAIClient:
+    """The same POST through `openai.AsyncOpenAI`, with failures mapped to the wire client's words."""
+
+    def __init__(self, base_url: str, api_key: str, timeout_s: float, connections: int):
+        import openai
+
+        if hasattr(openai, "DefaultAsyncHttpx2Client"):  # openai >= 3 speaks httpx2
+            import httpx2 as _http
+        else:  # pragma: no cover - openai 1.x / 2.x
+            import httpx as _http
+
+        self.openai = openai
+        self.response_type = _http.Response
+        factory = getattr(openai, "DefaultAsyncHttpx2Client", None) or openai.DefaultAsyncHttpxClient
+        self.client = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout_s,
+            max_retries=0,
+            http_client=factory(
+                limits=_http.Limits(max_connections=connections, max_keepalive_connections=connections),
+                timeout=_http.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            ),
+        )
+
+    @staticmethod
+    def encode(payload: dict[str, Any]) -> dict[str, Any]:
+        return payload
+
+    def release(self, slot: _Slot) -> None:
+        pass
+
+    async def post(self, slot: _Slot, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        """Posted as built (the client's generic `post`, not the typed `create`): messages and
+        non-standard sampling parameters pass through untouched, and a malformed answer
+        reaches `_parse` as bytes instead of failing inside the client."""
+        openai = self.openai
+        try:
+            response = await self.client.post("/chat/completions", body=body, cast_to=self.response_type)
+            return response.status_code, dict(response.headers), response.content
+        except openai.APIStatusError as exc:
+            return exc.status_code, dict(exc.response.headers), exc.response.content
+        except openai.APITimeoutError:
+            raise TimeoutError from None
+        except openai.APIConnectionError as exc:
+            raise _connection_failure(exc.__cause__, str(exc)) from None
+        except openai.OpenAIError as exc:
+            raise _Failed(f"{type(exc).__name__}: {exc}", False) from None
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+class _Endpoint:
+    """The run's client and its slots, made on the first cache miss (a fully cached run starts nothing)."""
+
+    def __init__(self, manifest: CheckpointManifest, base_url: str | None, api_key: str | None, transport: str | None):
+        if transport is not None and transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+        self.manifest = manifest
+        self._base_url = base_url
+        self._api_key = api_key
+        self._transport = transport
+        self._client: _WireClient | _OpenAIClient | None = None
+        self._local_server: Any = None
+        self._lock = asyncio.Lock()
+        self.slots: asyncio.LifoQueue[_Slot] = asyncio.LifoQueue()
+        for _ in range(manifest.max_concurrency):
+            self.slots.put_nowait(_Slot())
+
+    async def client(self) -> _WireClient | _OpenAIClient:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> _WireClient | _OpenAIClient:
+        api_key = self._api_key or resolve_api_key(self.manifest)
+        base_url = self._base_url
+        if base_url is None:
+            if self.manifest.is_local:
+                from .local_model import LocalModelServer
+
+                # no shared server was passed in (`base_url`): this run starts its own
+                self._local_server = LocalModelServer().start()
+                base_url = self._local_server.base_url
+            else:
+                base_url = self.manifest.base_url
+        transport = self._transport or (OPENAI if _uses_proxy(base_url) else WIRE)
+        if transport == OPENAI:
+            return _OpenAIClient(base_url, api_key, self.manifest.timeout_s, self.manifest.max_concurrency)
+        return _WireClient(base_url, api_key)
+
+    async def aclose(self) -> None:
+        try:
+            if self._client is not None:
+                await self._client.aclose()
+        finally:
+            if self._local_server is not None:
+                self._local_server.stop()
+
+
+async def _attempt(client: _WireClient | _OpenAIClient, slot: _Slot, payload: dict[str, Any], timeout_s: float) -> tuple[bytes, float]:
+    """One HTTP request in a slot the caller holds: (raw body of a 2xx answer, latency), or `_Failed`."""
+    body = client.encode(payload)
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            status, headers, content = await client.post(slot, body)
+    except TimeoutError:
+        raise _timeout_failure(timeout_s) from None
+    except (OSError, _ProtocolError, ssl.SSLError) as exc:
+        raise _connection_failure(exc) from None
+    if 200 <= status < 300:
+        return content, time.perf_counter() - started
+    raise _status_failure(status, headers, content)
+
+
+class _Store:
+    """Answers go to the cache in small groups: every answer that arrives in one turn of
+    the event loop is committed in one transaction, and each waits for that commit while
+    still holding its slot. So no slot carries a new request before its last answer is
+    durable, and a killed run re-asks at most `max_concurrency` requests."""
+
+    def __init__(self, cache: ResponseCache):
+        self.cache = cache
+        self.pending: list[tuple[str, dict[str, Any], asyncio.Future]] = []
+        self.warned = False
+
+    async def put(self, key: str, record: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        if not self.pending:
+            loop.call_soon(self._flush)
+        done = loop.create_future()
+        self.pending.append((key, record, done))
+        await done
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        error: BaseException | None = None
+        try:
+            put_many = getattr(self.cache, "put_many", None)
+            if put_many is not None:
+                put_many([(key, record) for key, record, _ in batch])
+            else:
+                for key, record, _ in batch:
+                    self.cache.put(key, record)
+        except OSError as exc:  # losing cache entries costs re-asks, not the run
+            if not self.warned:
+                log.warning("could not write to the response cache at %s: %s", getattr(self.cache, "root", "?"), exc)
+                self.warned = True
+        except Exception as exc:
+            error = exc
+        for _, _, done in batch:
+            if not done.done():
+                done.set_exception(error) if error is not None else done.set_result(None)
 
 
 def _parse(body: bytes, item_id: str) -> dict[str, Any]:
@@ -357,35 +800,46 @@ def _int_or_none(value: Any) -> int | None:
 
 
 async def _ask(
-    endpoint: _Endpoint, job: _Job, plan: _Plan, slots: asyncio.Semaphore, retry: RetryPolicy
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Ask for one item until it is answered or out of retries: (row, record to cache or None)."""
-    client = await endpoint.client()
+    endpoint: _Endpoint, job: _Job, plan: _Plan, retry: RetryPolicy, store: _Store | None
+) -> dict[str, Any]:
+    """Ask for one item until it is answered or out of retries; its row.
+
+    A slot is held for the HTTP request and for storing its answer: backoff sleeps happen
+    outside it, leaving the slot to others.
+    """
+    client = await endpoint.client()  # a failure here (no API key, no local server) ends the run
     max_retries = plan.manifest.max_retries
+    timeout_s = plan.manifest.timeout_s
+    payload = {"model": plan.manifest.model, "messages": job.messages, **plan.params}
     started = time.perf_counter()
     attempts = 0
     while True:
         attempts += 1
+        failure: _Failed | None = None
+        slot = await endpoint.slots.get()
         try:
-            async with slots:  # backoff sleeps happen outside, leaving the slot to others
-                t0 = time.perf_counter()
-                body = await _attempt(client, job, plan)
-                latency = time.perf_counter() - t0
-            answer = _parse(body, job.item.item_id)
-        except _Failed as failure:
-            if failure.retryable and attempts <= max_retries:
-                wait = failure.wait_s
-                if wait is None or wait > retry.max_retry_after_s:
-                    wait = retry.backoff_s(attempts - 1)
-                await asyncio.sleep(wait)
-                continue
-            tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-            return _error_row(plan, job, f"{failure}{tries}", attempts, started, failure.status), None
-        except Exception as exc:  # an unexpected client failure still yields a row
-            return _error_row(plan, job, f"{type(exc).__name__}: {exc}", attempts, started), None
-        record = {**answer, "latency_s": latency, "attempts": attempts, "model": plan.manifest.model}
-        row = plan.row(job, status=OK, error=None, latency_s=latency, attempts=attempts, cached=False, **answer)
-        return row, record
+            try:
+                body, latency = await _attempt(client, slot, payload, timeout_s)
+                answer = _parse(body, job.item.item_id)
+            except _Failed as exc:
+                failure = exc
+            except Exception as exc:  # an unexpected client failure still yields a row
+                return _error_row(plan, job, f"{type(exc).__name__}: {exc}", attempts, started)
+            else:
+                if store is not None:
+                    await store.put(job.key, {**answer, "latency_s": latency, "attempts": attempts, "model": plan.manifest.model})
+                return plan.row(job, status=OK, error=None, latency_s=latency, attempts=attempts, cached=False, **answer)
+        finally:
+            client.release(slot)
+            endpoint.slots.put_nowait(slot)
+        if failure.retryable and attempts <= max_retries:
+            wait = failure.wait_s
+            if wait is None or wait > retry.max_retry_after_s:
+                wait = retry.backoff_s(attempts - 1)
+            await asyncio.sleep(wait)
+            continue
+        tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+        return _error_row(plan, job, f"{failure}{tries}", attempts, started, failure.status)
 
 
 def _error_row(plan: _Plan, job: _Job, message: str, attempts: int, started: float, status: str = ERROR) -> dict[str, Any]:
@@ -418,7 +872,8 @@ class _Ordered:
 
     def finish(self, index: int, row: dict[str, Any]) -> None:
         self.ready[index] = row
-        self.changed.set()
+        if index == self.next:
+            self.changed.set()
         if self.progress is not None:
             self.progress(row)
 
@@ -438,23 +893,24 @@ async def aiter_responses(
     api_key: str | None = None,
     retry: RetryPolicy | None = None,
     window: int | None = None,
+    transport: str | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Rows in item order as they become available.
 
     `base_url` overrides the manifest's (for `base_url: local` it is otherwise started
     on the first cache miss and stopped at the end). `window` bounds how far ahead of
     the oldest unfinished item the run may go (None: no bound beyond the item count).
-    `progress(row)` is called as each item finishes, in completion order.
+    `progress(row)` is called as each item finishes, in completion order. `transport`
+    forces `"wire"` or `"openai"` (default: wire, or openai when a proxy applies).
     """
     retry = retry or RetryPolicy()
     plan = _Plan(manifest)
-    endpoint = _Endpoint(manifest, base_url, api_key)
-    concurrency = manifest.max_concurrency
-    slots = asyncio.Semaphore(concurrency)
+    endpoint = _Endpoint(manifest, base_url, api_key, transport)
     # Twice the slots: an item sleeping before a retry must not keep others from being sent.
-    n_workers = concurrency * 2
+    n_workers = manifest.max_concurrency * 2
     queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=n_workers)
     state = _Ordered(progress)
+    store = _Store(cache) if cache is not None else None
 
     async def produce() -> None:
         count = 0
@@ -482,21 +938,12 @@ async def aiter_responses(
             state.fail(exc)
 
     async def work() -> None:
-        warned = False
         try:
             while True:
                 job = await queue.get()
                 if job is None:
                     return
-                row, record = await _ask(endpoint, job, plan, slots, retry)
-                if record is not None and cache is not None:
-                    try:
-                        cache.put(job.key, record)
-                    except OSError as exc:  # losing a cache entry costs a re-ask, not the run
-                        if not warned:
-                            log.warning("could not write to the response cache at %s: %s", cache.root, exc)
-                            warned = True
-                state.finish(job.index, row)
+                state.finish(job.index, await _ask(endpoint, job, plan, retry, store))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # e.g. the local server failed to start: fatal for the run
@@ -532,11 +979,12 @@ async def arun_checkpoint(
     base_url: str | None = None,
     api_key: str | None = None,
     retry: RetryPolicy | None = None,
+    transport: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every item's response row, in item order (see `aiter_responses`)."""
     rows = []
     async for row in aiter_responses(
-        items, manifest, cache, progress, base_url=base_url, api_key=api_key, retry=retry
+        items, manifest, cache, progress, base_url=base_url, api_key=api_key, retry=retry, transport=transport
     ):
         rows.append(row)
     return rows
@@ -551,10 +999,13 @@ def run_checkpoint(
     base_url: str | None = None,
     api_key: str | None = None,
     retry: RetryPolicy | None = None,
+    transport: str | None = None,
 ) -> list[dict[str, Any]]:
     """Blocking form of `arun_checkpoint`; safe to call from inside a running event loop too."""
     return run_blocking(
-        lambda: arun_checkpoint(items, manifest, cache, progress, base_url=base_url, api_key=api_key, retry=retry)
+        lambda: arun_checkpoint(
+            items, manifest, cache, progress, base_url=base_url, api_key=api_key, retry=retry, transport=transport
+        )
     )
 
 
@@ -568,8 +1019,12 @@ def run_blocking(make_coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(lambda: asyncio.run(make_coro())).result()
 
+
 __all__ = [
     "OK",
+    "OPENAI",
+    "TRANSPORTS",
+    "WIRE",
     "RetryPolicy",
     "RunStats",
     "RunTally",
