@@ -314,46 +314,9 @@ def _parquet_item(path: Path, number: int, row: dict[str, Any], seen: dict[str, 
 
 
 def _jsonl_items(path: Path, seen: dict[str, int] | None, build: bool) -> Iterator[EvalItem | None]:
-    from ..generate.redteam import check_messages
-    from ..tables import iter_jsonl
+    from ..generate.eval_set import iter_jsonl_items
 
-    for line, record in iter_jsonl(path):
-        item_id = record.get("id")
-        if item_id is None:
-            item_id = record.get("item_id")
-        if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or str(item_id).strip() == "":
-            raise InputError(path, "each line needs an 'id' (or 'item_id'): non-empty text or an integer", line=line)
-        item_id = str(item_id)
-        if seen is not None:
-            if item_id in seen:
-                raise InputError(path, f"duplicate id {item_id!r} (first on line {seen[item_id]})", line=line)
-            seen[item_id] = line
-        messages, prompt = record.get("messages"), record.get("prompt")
-        if messages is not None and prompt is not None:
-            raise InputError(path, "a line needs exactly one of 'prompt' or 'messages'", line=line)
-        if isinstance(messages, str):
-            try:
-                messages = json.loads(messages)
-            except json.JSONDecodeError:
-                raise InputError(path, "'messages' is text but not a JSON list", line=line) from None
-        if messages is None:
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise InputError(path, "each line needs 'messages' or a non-empty 'prompt'", line=line)
-            messages = [{"role": "user", "content": prompt}]
-        messages = check_messages(messages, path, line)
-        row = {k: v for k, v in record.items() if k in _ITEM_COLUMNS}
-        row.update(
-            item_id=item_id,
-            messages=messages,
-            category_id=record.get("category_id", record.get("category")) or "",
-            expected_behavior=record.get("expected_behavior", record.get("expected")) or "",
-            source=record.get("source") or "jsonl",
-        )
-        for column in _TEXT_COLUMNS:
-            value = row.get(column)
-            if value is not None and not isinstance(value, str):
-                raise InputError(path, f"'{column}' must be text, not {type(value).__name__}", line=line)
-        yield EvalItem.from_row(row) if build else None
+    return iter_jsonl_items(path, seen, build)
 
 
 # ---------------------------------------------------------------------------

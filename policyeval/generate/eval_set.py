@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
@@ -208,8 +208,12 @@ def _read_parquet_items(path: Path) -> list[EvalItem]:
 
 
 def _read_jsonl_items(path: Path) -> list[EvalItem]:
-    items = []
-    seen: dict[str, int] = {}
+    return list(iter_jsonl_items(path, seen={}))
+
+
+def iter_jsonl_items(path: Path, seen: dict[str, int] | None = None, build: bool = True) -> Iterator[EvalItem | None]:
+    """Items of a JSONL file one line at a time, each checked and named by its line; `seen`
+    (id -> line) catches duplicate ids, `build=False` only checks (a first pass before any call)."""
     for line, record in iter_jsonl(path):
         item_id = record.get("id")
         if item_id is None:
@@ -217,9 +221,10 @@ def _read_jsonl_items(path: Path) -> list[EvalItem]:
         if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or str(item_id).strip() == "":
             raise InputError(path, "each line needs an 'id' (or 'item_id'): non-empty text or an integer", line=line)
         item_id = str(item_id)
-        if item_id in seen:
-            raise InputError(path, f"duplicate id {item_id!r} (first on line {seen[item_id]})", line=line)
-        seen[item_id] = line
+        if seen is not None:
+            if item_id in seen:
+                raise InputError(path, f"duplicate id {item_id!r} (first on line {seen[item_id]})", line=line)
+            seen[item_id] = line
         messages, prompt = record.get("messages"), record.get("prompt")
         if messages is not None and prompt is not None:
             raise InputError(path, "a line needs exactly one of 'prompt' or 'messages'", line=line)
@@ -245,5 +250,4 @@ def _read_jsonl_items(path: Path) -> list[EvalItem]:
             value = row.get(column)
             if value is not None and not isinstance(value, str):
                 raise InputError(path, f"'{column}' must be text, not {type(value).__name__}", line=line)
-        items.append(EvalItem.from_row(row))
-    return items
+        yield EvalItem.from_row(row) if build else None
