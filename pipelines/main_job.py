@@ -246,11 +246,13 @@ def _register(instance: dg.DagsterInstance, dimension: str, keys: list[str]) -> 
 
 
 def _start_local_model(stack: ExitStack) -> str:
-    """One local model server for the whole run, shared by every local checkpoint; its URL."""
-    from policyeval.runs.local_model import LocalModelServer
+    """The local model for the whole run (one single-thread server per core behind one
+    address), shared by every local checkpoint; its URL."""
+    from policyeval.runs.local_replicas import LocalModelReplicas
 
-    click.echo("starting the local model server ...")
-    return stack.enter_context(LocalModelServer()).base_url
+    local = LocalModelReplicas()
+    click.echo(f"starting the local model ({local.replicas} server(s), one per core) ...")
+    return stack.enter_context(local).base_url
 
 
 def _headline(metadata: dict, name: str) -> str:

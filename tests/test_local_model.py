@@ -67,3 +67,30 @@ def test_bad_startup_reports_the_server_log(tmp_path):
     bogus.write_bytes(b"not a gguf file")
     with pytest.raises(PolicyevalError, match="exited with code"):
         LocalModelServer(model_path=bogus, startup_timeout_s=60).start()
+
+
+@needs_local
+@pytest.mark.local_model
+def test_replicas_share_the_work_and_answer_like_one_server():
+    """Two one-thread servers behind one address: each request slot's connection lands on its
+    own server, every answer is the one a single server gives, and stopping leaves nothing."""
+    from policyeval.runs.local_replicas import LocalModelReplicas
+
+    items = [
+        EvalItem(item_id=f"r{i}", messages=[{"role": "user", "content": text}], category_id="c", expected_behavior="comply")
+        for i, text in enumerate(["What is the capital of France?", "Name a primary colour.", "Say hello.", "Count to three."])
+    ]
+    manifest = CheckpointManifest(
+        id="smollm2-replicas", base_url="local", params={"temperature": 0, "max_tokens": 12, "seed": 0}, max_concurrency=2, timeout_s=120
+    )
+    with LocalModelReplicas(replicas=2) as local:
+        assert len(local.servers) == 2 and local.base_url not in {s.base_url for s in local.servers}
+        rows = run_checkpoint(items, manifest, base_url=local.base_url)
+        served = [s.log_tail().count("POST /v1/chat/completions") for s in local.servers]
+        processes = [s._process for s in local.servers]
+    assert all(n >= 1 for n in served), served  # both servers answered (log tails may hold only the latest)
+    assert all(p.poll() is not None for p in processes)
+    with LocalModelServer() as server:
+        single = run_checkpoint(items, manifest, base_url=server.base_url)
+    assert [r["response_text"] for r in rows] == [r["response_text"] for r in single]
+    assert all(r["status"] == "ok" for r in rows)

@@ -23,7 +23,7 @@ from ..graders import DEFAULT_GRADER, grade_responses, make_grader
 from ..policy import load_policy
 from ..records import GRADE_SCHEMA, RESPONSE_SCHEMA
 from ..runs.cache import ResponseCache
-from ..runs.local_model import LocalModelServer
+from ..runs.local_replicas import LocalModelReplicas
 from ..runs.manifest import load_manifests
 from ..runs.runner import RunStats, run_checkpoint
 from ..stats import compare_checkpoints, metrics_report
@@ -63,8 +63,8 @@ def demo(policy_dir: Path, checkpoints_dir: Path, out_dir: Path | None, per_cell
     with ExitStack() as stack:
         local = None
         if any(m.is_local for m in manifests):
-            click.echo("starting the local model server ...")
-            local = stack.enter_context(LocalModelServer())
+            click.echo("starting the local model ...")
+            local = stack.enter_context(LocalModelReplicas())
         for manifest in manifests:
             base_url = local.base_url if manifest.is_local and local else None
             with tqdm(total=len(sample), desc=manifest.id, unit="item", file=sys.stderr, leave=False) as bar:

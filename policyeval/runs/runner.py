@@ -683,10 +683,10 @@ class _Endpoint:
         base_url = self._base_url
         if base_url is None:
             if self.manifest.is_local:
-                from .local_model import LocalModelServer
+                from .local_replicas import LocalModelReplicas
 
                 # no shared server was passed in (`base_url`): this run starts its own
-                self._local_server = LocalModelServer().start()
+                self._local_server = LocalModelReplicas().start()
                 base_url = self._local_server.base_url
             else:
                 base_url = self.manifest.base_url
