@@ -33,6 +33,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/respond_bench.py
+	$(PY) bench/local_model_bench.py
 	$(PY) bench/refusal_grader_dev.py
 	$(PY) bench/learned_grader.py
 	$(PY) bench/proposition_detectors.py
