@@ -19,7 +19,6 @@ items are errors), 3 output kept (the new run was worse; written beside it).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -270,6 +269,8 @@ def _items(path: Path, seen: dict[str, int] | None, build: bool = True) -> Itera
 def _parquet_items(path: Path, seen: dict[str, int] | None, build: bool) -> Iterator[EvalItem | None]:
     import pyarrow.parquet as pq
 
+    from ..generate.eval_set import parquet_row_item
+
     try:
         parquet = pq.ParquetFile(path)
     except Exception as exc:
@@ -289,28 +290,7 @@ def _parquet_items(path: Path, seen: dict[str, int] | None, build: bool) -> Iter
             raise InputError(path, f"not a readable Parquet file ({exc.__class__.__name__}: {exc})") from None
         for row in batch.to_pylist():
             number += 1
-            yield _parquet_item(path, number, row, seen, build)
-
-
-def _parquet_item(path: Path, number: int, row: dict[str, Any], seen: dict[str, int] | None, build: bool) -> EvalItem | None:
-    item_id = row.get("item_id")
-    if item_id is None or str(item_id).strip() == "":
-        raise InputError(path, f"row {number}: no item_id")
-    item_id = row["item_id"] = str(item_id)
-    if seen is not None:
-        if item_id in seen:
-            raise InputError(path, f"row {number}: duplicate item_id {item_id!r} (first on row {seen[item_id]})")
-        seen[item_id] = number
-    messages = row.get("messages")
-    try:
-        if isinstance(messages, str):
-            messages = json.loads(messages)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"row {number} (item {item_id}): messages are not valid JSON ({exc.msg})") from None
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise InputError(path, f"row {number} (item {item_id}): messages are not a JSON list of chat messages")
-    row["messages"] = messages
-    return EvalItem.from_row(row) if build else None
+            yield parquet_row_item(path, number, row, seen, build)
 
 
 def _jsonl_items(path: Path, seen: dict[str, int] | None, build: bool) -> Iterator[EvalItem | None]:

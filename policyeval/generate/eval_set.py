@@ -184,27 +184,30 @@ def read_items(path: str | Path) -> list[EvalItem]:
 def _read_parquet_items(path: Path) -> list[EvalItem]:
     frame = read_parquet(path, ITEM_SCHEMA)
     frame = frame.astype(object).where(frame.notna(), None)
-    items = []
     seen: dict[str, int] = {}
-    for number, row in enumerate(frame.to_dict("records"), start=1):
-        item_id = row.get("item_id")
-        if item_id is None or str(item_id).strip() == "":
-            raise InputError(path, f"row {number}: no item_id")
-        item_id = row["item_id"] = str(item_id)
+    return [parquet_row_item(path, number, row, seen) for number, row in enumerate(frame.to_dict("records"), start=1)]
+
+
+def parquet_row_item(path: Path, number: int, row: dict[str, Any], seen: dict[str, int] | None = None, build: bool = True) -> EvalItem | None:
+    """One items-table row, checked and named by its row number; `seen` (id -> row) catches duplicates."""
+    item_id = row.get("item_id")
+    if item_id is None or str(item_id).strip() == "":
+        raise InputError(path, f"row {number}: no item_id")
+    item_id = row["item_id"] = str(item_id)
+    if seen is not None:
         if item_id in seen:
             raise InputError(path, f"row {number}: duplicate item_id {item_id!r} (first on row {seen[item_id]})")
         seen[item_id] = number
-        messages = row.get("messages")
-        try:
-            if isinstance(messages, str):
-                messages = json.loads(messages)
-        except json.JSONDecodeError as exc:
-            raise InputError(path, f"row {number} (item {item_id}): messages are not valid JSON ({exc.msg})") from None
-        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-            raise InputError(path, f"row {number} (item {item_id}): messages are not a JSON list of chat messages")
-        row["messages"] = messages
-        items.append(EvalItem.from_row(row))
-    return items
+    messages = row.get("messages")
+    try:
+        if isinstance(messages, str):
+            messages = json.loads(messages)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"row {number} (item {item_id}): messages are not valid JSON ({exc.msg})") from None
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise InputError(path, f"row {number} (item {item_id}): messages are not a JSON list of chat messages")
+    row["messages"] = messages
+    return EvalItem.from_row(row) if build else None
 
 
 def _read_jsonl_items(path: Path) -> list[EvalItem]:
