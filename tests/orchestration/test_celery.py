@@ -52,8 +52,8 @@ DISTRIBUTED = REPO / "deploy" / "distributed"
 CHECKPOINTS = ("fake-a", "fake-b", "fake-c")
 WORKERS = 2
 WORKER_READY_S = 180  # two workers importing Dagster at once on a loaded 2-core machine
-GATE_S = 120  # the longest the first request waits for the second step to queue for the slot
-RUNS_S = 300
+GATE_S = 240  # the longest the first request waits for the second step to queue for the slot (a loaded CI machine)
+RUNS_S = 480
 EVALUATION_ASSETS = {"responses", "grades", "metrics"}
 
 
@@ -172,6 +172,7 @@ class GatedEndpoint:
         self.pool = ""
         self.opened = threading.Event()
         self.seen_waiting: dict | None = None  # the pools at the moment the gate opened
+        self.gate_report = ""  # how long the gate waited, and what the pools held when it gave up
         self._gate = threading.Lock()
         self._lock = threading.Lock()
         self._in_flight: collections.Counter[str] = collections.Counter()
@@ -180,7 +181,8 @@ class GatedEndpoint:
     def __call__(self, request: dict, index: int) -> str:
         if not self.opened.is_set():
             with self._gate:
-                deadline = time.monotonic() + GATE_S
+                started = time.monotonic()
+                deadline = started + GATE_S
                 while not self.opened.is_set() and time.monotonic() < deadline:
                     info = self.storage.get_concurrency_info(self.pool)
                     if info.pending_step_count:
@@ -190,6 +192,10 @@ class GatedEndpoint:
                         }
                         break
                     time.sleep(0.2)
+                info = self.storage.get_concurrency_info(self.pool)
+                self.gate_report = (f"gate open after {time.monotonic() - started:.1f}s; pool {self.pool}: active runs "
+                                    f"{sorted(info.active_run_ids)}, pending runs {sorted(info.pending_run_ids)}; "
+                                    f"model-endpoints: {self.storage.get_concurrency_info(MODEL_ENDPOINTS_POOL).active_slot_count} active")
                 self.opened.set()
         model = request.get("model", "")
         with self._lock:
@@ -253,7 +259,7 @@ def test_two_celery_workers_share_the_runs_and_the_endpoint_limit(cluster: dict,
 
         # the limit held across workers: a second step waited in PostgreSQL while the first held the slot ...
         waiting = endpoint.seen_waiting
-        assert waiting is not None, f"no second responses step ever waited for {endpoint.pool}; workers:\n{logs}"
+        assert waiting is not None, f"no second responses step ever waited for {endpoint.pool} ({endpoint.gate_report}); workers:\n{logs}"
         assert len(waiting["holding"]) == 1 and waiting["waiting"] and not waiting["waiting"] & waiting["holding"]
         assert waiting["model_endpoints_active"] >= 2  # both runs had claimed `model-endpoints` too
         # ... and no two checkpoints were ever asked at once
