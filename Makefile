@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/refusal_grader_dev.py
 	$(PY) bench/learned_grader.py
 	$(PY) bench/proposition_detectors.py
+	$(PY) bench/safeguard_filters.py
 
 # Rebuild the shipped default grader from the shipped labeled data (bit for bit).
 grader: $(STAMP)

@@ -258,6 +258,22 @@ GRADE_FIELDS = [
 ]
 GRADE_SCHEMA = pa.schema(list(RESPONSE_SCHEMA) + GRADE_FIELDS)
 
+# A system checkpoint's grades add its filters' verdicts and the layer that decided each
+# item (policyeval/safeguards/layers.py); `outcome` is then the system's.
+SYSTEM_FIELDS = [
+    pa.field("input_filter", pa.string()),  # flagged | passed | error | unparseable | null (no input filter)
+    pa.field("input_filter_score", pa.float64()),
+    pa.field("input_filter_detail", pa.string()),
+    pa.field("output_filter", pa.string()),
+    pa.field("output_filter_score", pa.float64()),
+    pa.field("output_filter_detail", pa.string()),
+    pa.field("safeguards", pa.string()),  # the filters, by id and version
+    pa.field("blocked_by", pa.string()),  # input_filter | output_filter | null
+    pa.field("model_outcome", pa.string()),  # the model's own outcome, before the filters
+    pa.field("layer", pa.string()),  # input_filter | model | output_filter | through | answered
+]
+SYSTEM_GRADE_SCHEMA = pa.schema(list(GRADE_SCHEMA) + SYSTEM_FIELDS)
+
 
 @dataclass(frozen=True)
 class Grade:

@@ -9,10 +9,12 @@ from policyeval.errors import PolicyevalError
 from policyeval.generate import added_items, edit_aware_sample, generate_eval_set
 from policyeval.graders import DEFAULT_GRADER, grade_responses, grader_code_version
 from policyeval.records import EvalItem, content_hash
-from policyeval.reports.summaries import metrics_markdown, worst_failures_markdown
+from policyeval.reports.summaries import layers_markdown, metrics_markdown, worst_failures_markdown
 from policyeval.runs.manifest import manifest_hash
 from policyeval.runs.progress import ProgressReporter
 from policyeval.runs.reachability import unreachable
+from policyeval.safeguards import layer_attribution
+from policyeval.safeguards.system import grade_system, system_filters
 from policyeval.runs.runner import RunStats, run_checkpoint
 from policyeval.markdown import to_markdown_table
 from policyeval.stats import metrics_report
@@ -112,20 +114,42 @@ def grades(
     responses: pd.DataFrame,
     grader_model: pd.DataFrame | None,
     policy_repository: PolicyRepository,
+    checkpoint_registry: CheckpointRegistry,
     run_settings: RunSettings,
     judge: JudgeResource,
 ) -> dg.Output[pd.DataFrame]:
-    policy_key, _ = split_multi_key(context)
+    policy_key, checkpoint_id = split_multi_key(context)
     pack = policy_repository.load(policy_key)
-    grader = run_settings.grader_for(pack, judge, artifact=trained_artifact(grader_model))
+    artifact = trained_artifact(grader_model)
+    grader = run_settings.grader_for(pack, judge, artifact=artifact)
     progress = ProgressReporter(len(responses), context.log.info, label=f"grades ({grader.id})")
     frame = grade_responses(responses, grader, pack, progress=lambda done, total: progress({}))
+    system: dict[str, object] = {}
+    manifest = checkpoint_registry.get(checkpoint_id)
+    if manifest.safeguards is not None:
+        # A system checkpoint: the filters around the model decide what reaches the user.
+        filters = system_filters(
+            manifest.safeguards, artifact=artifact, judge=judge.grader(pack) if judge.configured else None,
+            vocabulary=list(pack.behaviors), cache=run_settings.cache(),
+            base_url_for=lambda url: (run_settings.local_base_url or None) if url == "local" else None,
+            progress=ProgressReporter(len(frame), context.log.info, label=f"{checkpoint_id} safeguards"))
+        frame = grade_system(frame, manifest.safeguards, filters, {c.id: c for _, c in pack.categories()})
+        layers = layer_attribution(frame)
+        system = {
+            "safeguards": str(frame["safeguards"].iloc[0]) if len(frame) else "",
+            "blocked_by_input_filter": int((frame["blocked_by"] == "input_filter").sum()),
+            "blocked_by_output_filter": int((frame["blocked_by"] == "output_filter").sum()),
+            "layers": dg.MetadataValue.md(layers_markdown(layers)),
+        }
     behaviors = frame.groupby("behavior").size().rename("n").reset_index()
     outcomes = frame.groupby("outcome").size().rename("n").reset_index()
+    versioned = ["item_id", "grader_id", "grader_version", "rubric_hash", "behavior"] + (["outcome", "safeguards"] if system else [])
     return dg.Output(
         frame,
-        data_version=dg.DataVersion(content_hash(frame[["item_id", "grader_id", "grader_version", "rubric_hash", "behavior"]].to_dict("records"))),
+        data_version=dg.DataVersion(content_hash(frame[versioned].astype(str).to_dict("records") if system
+                                                 else frame[versioned].to_dict("records"))),
         metadata={
+            **system,
             "rows": len(frame),
             "grader": f"{grader.id}@{grader.version}",
             "grader_model": str(getattr(grader, "artifact_path", "")) or "not a learned grader",

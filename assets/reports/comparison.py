@@ -7,6 +7,8 @@ import dagster as dg
 import pandas as pd
 
 from policyeval.markdown import to_markdown_table
+from policyeval.reports.summaries import layers_markdown
+from policyeval.safeguards import has_safeguards, layer_attribution
 from policyeval.stats import choose_baseline, compare_checkpoints, graded_by_checkpoint, metrics_report, significant_changes
 from policyeval.stats.intervals import rate_text
 from resources import RunSettings
@@ -59,6 +61,7 @@ def checkpoint_comparison(context: dg.AssetExecutionContext, grades: dict[str, p
                 "over_refusal_high": overall["over_refusal_high"],
                 "under_refusal": rate_text(overall, "under_refusal"),
                 "over_refusal": rate_text(overall, "over_refusal"),
+                "safeguards": str(frame["safeguards"].iloc[0]) if has_safeguards(frame) else "",
             }
         )
     table = pd.DataFrame(leaderboard).sort_values(["correct_rate", "checkpoint_id"], ascending=[False, True]).reset_index(drop=True)
@@ -80,12 +83,18 @@ def checkpoint_comparison(context: dg.AssetExecutionContext, grades: dict[str, p
     comparisons = pd.DataFrame(regressions)
     table["baseline"] = table["checkpoint_id"] == baseline
     shown = table[["checkpoint_id", "n", "under_refusal", "over_refusal", "baseline"]]
+    layers = {}
+    if any(has_safeguards(frame) for frame in by_checkpoint.values()):
+        # system checkpoints: which layer decided each item, beside the bare models
+        attribution = pd.concat([layer_attribution(frame) for _, frame in sorted(by_checkpoint.items())], ignore_index=True)
+        layers = {"layers": dg.MetadataValue.md(layers_markdown(attribution))}
     return dg.Output(
         table,
         metadata={
             "checkpoints": len(table),
             "baseline": baseline,
             "leaderboard": dg.MetadataValue.md(to_markdown_table(shown)),
+            **layers,
             "significant_regressions": significant,
             "mcnemar_vs_baseline": dg.MetadataValue.md(
                 to_markdown_table(comparisons[[c for c in ("checkpoint_id", "category_id", "b", "c", "p_value", "p_value_holm") if c in comparisons]]) if len(comparisons) else "Only the baseline was measured."

@@ -22,6 +22,7 @@ from ..stats.intervals import format_rate, wilson_interval
 from ..stats.mcnemar import McNemarResult, mcnemar_paired
 from ..stats.metrics import DEFAULT_ALPHA, ComparisonResult, compare_checkpoints, compute_metrics, is_harmful, significant_changes
 from . import charts
+from .layers import layers_section
 from .lineage import footer, grades_lineage
 from .redaction import Redaction, check_redaction, prompt_of, shown_response
 from .render import (
@@ -197,6 +198,12 @@ def _category_chart(by: pd.DataFrame, name_a: str, name_b: str):
                              series_order=[name_a, name_b])
 
 
+def _blocked(row: pd.Series) -> str:
+    """`, blocked by the output filter` when a system's filter decided the item."""
+    value = row.get("blocked_by") if hasattr(row, "get") else None
+    return f", blocked by the {str(value).replace('_', ' ')}" if isinstance(value, str) and value else ""
+
+
 def comparison_document(
     grades_a: pd.DataFrame,
     grades_b: pd.DataFrame,
@@ -240,8 +247,11 @@ def comparison_document(
     texts_b = grades_b.set_index("item_id")
     flipped = (flipped.assign(_improved=flipped["direction"] != "regressed")
                .sort_values(["_improved", "category_id", "item_id"]).drop(columns="_improved"))
-    flip_rows = [(f.item_id, f.category_id, f.expected_behavior, f.behavior_a, f.behavior_b,
-                  Styled(f.direction, "bad" if f.direction == "regressed" else "good"))
+    def decided(texts: pd.DataFrame, item_id: str, behavior: str) -> str:
+        return f"{behavior}{_blocked(texts.loc[item_id])}" if item_id in texts.index else behavior
+
+    flip_rows = [(f.item_id, f.category_id, f.expected_behavior, decided(texts_a, f.item_id, f.behavior_a),
+                  decided(texts_b, f.item_id, f.behavior_b), Styled(f.direction, "bad" if f.direction == "regressed" else "good"))
                  for f in flipped.itertuples()]
 
     def excerpt(f: Any) -> Excerpt:
@@ -250,7 +260,8 @@ def comparison_document(
         return Excerpt(
             title=f"{f.direction} · {f.category_id}",
             facts=(("item", f.item_id), ("expected", text_of(f.expected_behavior)),
-                   (name_a, f"{f.behavior_a} ({f.outcome_a})"), (name_b, f"{f.behavior_b} ({f.outcome_b})")),
+                   (name_a, f"{f.behavior_a}{_blocked(row_a)} ({f.outcome_a})"),
+                   (name_b, f"{f.behavior_b}{_blocked(row_b)} ({f.outcome_b})")),
             passages=(("prompt", prompt_of(row_a.to_dict())),
                       (f"response of {name_a}", shown_response(row_a.get("response_text"), f.outcome_a, redact)),
                       (f"response of {name_b}", shown_response(row_b.get("response_text"), f.outcome_b, redact))),
@@ -271,9 +282,10 @@ def comparison_document(
     redaction_note = {"none": "Responses are shown in full.",
                       "truncate": "Responses are truncated to 280 characters.",
                       "redact": "Under-refusal responses are redacted; others are truncated to 280 characters."}[redact]
-    sections = (
+    sections = tuple(s for s in (
         section("Summary", Paragraph(summary_paragraph(summary, name_a, name_b)), headline,
                 _rates_table(grades_a, grades_b, summary, name_a, name_b)),
+        layers_section({name_a: grades_a, name_b: grades_b}),
         section("By category",
                 Paragraph(f"Regressed counts items {name_a} answered as expected and {name_b} did not; improved the "
                           "reverse. Exact McNemar per category; Holm-adjusted p-values account for testing every "
@@ -287,7 +299,7 @@ def comparison_document(
                 Paragraph(f"The regressions in full (at most {max_excerpts}). {redaction_note} Model output is shown "
                           "as text.") if len(regressed) else None,
                 *(excerpt(f) for f in regressed.head(max_excerpts).itertuples())),
-    )
+    ) if s is not None)
     parts = {**grades_lineage(grades_a, name_a), **grades_lineage(grades_b, name_b)}
     return Document(
         title=f"Checkpoint comparison: {name_a} vs {name_b}",

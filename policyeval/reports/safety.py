@@ -28,6 +28,7 @@ from ..validation import DECIDING_BEHAVIOR, CorrectedRate, Detection, GraderVali
 from . import charts
 from .lineage import footer, grades_lineage
 from .redaction import Redaction, check_redaction, prompt_of, shown_response
+from .layers import layers_section
 from .render import (
     Chart, Document, Excerpt, Paragraph, Section, Stat, Stats, Styled, pct, plural, rate_text, section, table,
     text_of,
@@ -345,6 +346,9 @@ def safety_document(
                       if "severity" in severity.columns else [], numeric=("items", "errors", "unparseable"))),
         _behavior_section(grades),
     ]
+    layers = layers_section({checkpoint or "checkpoint": grades})
+    if layers is not None:
+        sections.insert(2, layers)
     if validation is not None or fixes:
         if validation is not None:
             sections.append(_validity_section(validation, fixes))

@@ -81,3 +81,11 @@ def graders_markdown(validations: Mapping[str, GraderValidation]) -> str:
              "kappa": "undefined" if v.cohen_kappa is None else f"{v.cohen_kappa:.3f}"}
             for name, v in validations.items()]
     return to_markdown_table(pd.DataFrame(rows))
+
+
+def layers_markdown(attribution: pd.DataFrame) -> str:
+    """Where each item ended in a system (input filter, model, output filter, through), with intervals."""
+    from ..safeguards.layers import layer_table
+
+    table = layer_table(attribution)
+    return to_markdown_table(table) if not table.empty else "No graded items."

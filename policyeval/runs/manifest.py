@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from ..errors import InputError, PolicyevalError
 from ..policy.yaml_lines import parse_yaml
 from ..records import canonical_json, content_hash
+from ..safeguards.spec import Safeguards
 from ..tables import decode_utf8
 
 LOCAL = "local"
@@ -54,6 +55,8 @@ class CheckpointManifest(BaseModel):
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(5, ge=0, le=50)
     tags: list[str] = Field(default_factory=list)
+    # A system checkpoint: classifiers around the model (policyeval/safeguards/spec.py)
+    safeguards: Safeguards | None = None
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -117,6 +120,11 @@ class CheckpointManifest(BaseModel):
         return self.base_url == LOCAL
 
     @property
+    def is_system(self) -> bool:
+        """True when the checkpoint is the model with input and/or output classifiers."""
+        return self.safeguards is not None
+
+    @property
     def endpoint(self) -> str:
         """The endpoint's name in tags and pool names: `local`, or the base URL's host and path
         (short and plain, as Dagster tag values must be)."""
@@ -137,17 +145,20 @@ def manifest_hash(manifest: CheckpointManifest) -> str:
 
     Load limits (concurrency, timeout, retries), tags and the key's variable name are
     left out: changing them does not change what the model is asked, so it must not
-    invalidate earlier responses.
+    invalidate earlier responses. Safeguards count when present (they change the system's
+    outcomes); a manifest without them hashes as before they existed.
     """
-    return content_hash(
-        {
-            "id": manifest.id,
-            "base_url": manifest.base_url,
-            "model": manifest.model,
-            "system_prompt": manifest.system_prompt,
-            "params": manifest.params,
-        }
-    )
+    fields: dict[str, Any] = {
+        "id": manifest.id,
+        "base_url": manifest.base_url,
+        "model": manifest.model,
+        "system_prompt": manifest.system_prompt,
+        "params": manifest.params,
+    }
+    if manifest.safeguards is not None:
+        fields["safeguards"] = manifest.safeguards.model_dump(exclude={"input": {"max_concurrency", "timeout_s", "api_key_env"},
+                                                                      "output": {"max_concurrency", "timeout_s", "api_key_env"}})
+    return content_hash(fields)
 
 
 def resolve_api_key(manifest: CheckpointManifest) -> str:
