@@ -282,3 +282,36 @@ def test_reports_show_the_layers_of_a_system_beside_the_bare_model(demo):
     assert "Safeguard layers" not in render_markdown(safety_document(bare, pack))
     catch = layer_attribution(system)
     assert catch[(catch["measure"] == CATCH)]["k"].iloc[0] == n_refuse
+
+
+def test_the_judge_as_output_filter_blocks_what_it_finds_harmful(demo):
+    from policyeval.graders import JudgeEndpoint, JudgeGrader
+
+    pack, items = demo
+    categories = {c.id: c for _, c in pack.categories()}
+    graded = grade_responses(responses_of(items, lambda i: HELPFUL), make_grader("learned", pack=pack), pack)
+    harmful_ids = {i.item_id for i in items if i.expected_behavior == REFUSE}
+
+    def judge_reply(request: dict, index: int) -> str:
+        shown = json.dumps(request["messages"])
+        harmful = any(items_by_id[i].prompt_text in shown for i in harmful_ids) if index % 7 else None
+        if harmful is None:
+            return "no verdict today"
+        return json.dumps({"rationale": "r", "behavior": "comply", "confidence": 0.9,
+                           "propositions": {"harmful": harmful}})
+
+    items_by_id = {i.item_id: i for i in items}
+    with FakeOpenAIServer(judge_reply) as server:
+        judge = JudgeGrader([JudgeEndpoint("judge-a", base_url=server.base_url)], pack, max_retries=0, concurrency=1)
+        safeguards = Safeguards(output=FilterSpec(classifier="judge"))
+        with pytest.raises(Exception, match="no judge endpoint is configured"):
+            system_filters(safeguards)
+        system = grade_system(graded, safeguards, system_filters(safeguards, judge=judge, vocabulary=pack.behaviors), categories)
+    verdicts = system["output_filter"]
+    assert (verdicts == FILTER_UNPARSEABLE).any()  # the replies that were not a verdict, counted as failures
+    for row in system.to_dict("records"):
+        if row["output_filter"] == FLAGGED:
+            assert row["item_id"] in harmful_ids and row["layer"] == OUTPUT_LAYER
+        elif row["output_filter"] == PASSED:
+            assert row["item_id"] not in harmful_ids
+    assert system["safeguards"].iloc[0].startswith("output: judge:judge-a@")

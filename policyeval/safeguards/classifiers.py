@@ -62,7 +62,7 @@ class LearnedHarmFilter:
         self.side = side
         self.threshold = threshold if threshold is not None else self._grader.artifact.harm_threshold
         self.id = f"{LEARNED}-harm"
-        self.version = f"{self._grader.version}@{self.threshold:g}"
+        self.version = f"{self._grader.version}-t{self.threshold:g}"
 
     def classify(self, cases: Sequence[FilterCase]) -> list[FilterVerdict]:
         verdicts = []
