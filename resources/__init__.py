@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from .campaigns import CampaignStore
 from .deployment import DeploymentLogs
+from .emerging import RiskImports
 from .io_manager import ParquetIOManager
 from .judge import JudgeResource
 from .repositories import CheckpointRegistry, PolicyRepository
 from .settings import RunSettings
 
-__all__ = ["CampaignStore", "CheckpointRegistry", "DeploymentLogs", "JudgeResource", "ParquetIOManager", "PolicyRepository", "RunSettings"]
+__all__ = ["CampaignStore", "CheckpointRegistry", "DeploymentLogs", "JudgeResource", "ParquetIOManager", "PolicyRepository", "RiskImports", "RunSettings"]

@@ -11,6 +11,11 @@ a resource built without a path (a test, a notebook) falls back to the same rule
 partitions definition, which exist before any resource does, so they are read here too;
 `POLICYEVAL_REEVAL_LATEST_CHECKPOINTS` is read on each tick of the re-evaluation schedule.
 
+`POLICYEVAL_REDTEAM_DIR` and `POLICYEVAL_CONVERSATIONS_DIR` are the folders the
+emerging-risk analysis reads: red-team findings and deployment conversations as JSON
+Lines (defaults: the demo's `examples/redteam` and `examples/deployment`, as the policy
+and checkpoint folders default to the demo's).
+
 `POLICYEVAL_CELERY_SETTINGS` names the Celery settings file (default
 `deploy/distributed/celery.yaml` in the project) that the celery executor and its workers share;
 the broker and backend URLs in it are Dagster `env:` sources (`POLICYEVAL_CELERY_BROKER`,
@@ -31,6 +36,8 @@ REEVAL_CRON_DEFAULT = "0 6 * * *"
 REEVAL_LATEST_ENV = "POLICYEVAL_REEVAL_LATEST_CHECKPOINTS"
 DEPLOYMENT_START_ENV = "POLICYEVAL_DEPLOYMENT_START"
 DEPLOYMENT_START_DEFAULT = "2026-01-01"
+REDTEAM_DIR_ENV = "POLICYEVAL_REDTEAM_DIR"
+CONVERSATIONS_DIR_ENV = "POLICYEVAL_CONVERSATIONS_DIR"
 CELERY_SETTINGS_ENV = "POLICYEVAL_CELERY_SETTINGS"
 CELERY_SETTINGS_DEFAULT = Path(__file__).resolve().parents[1] / "deploy" / "distributed" / "celery.yaml"
 
@@ -39,6 +46,7 @@ REPORTS = "reports"
 CAMPAIGNS = "campaigns"
 SNAPSHOTS = "policy_snapshots"
 DEPLOYMENT = "deployment"
+EMERGING = "emerging"
 
 
 def data_root(configured: str = "") -> Path:
@@ -54,6 +62,17 @@ def policies_root(configured: str = "") -> Path:
 def checkpoints_root(configured: str = "") -> Path:
     """Checkpoint manifests: `configured`, else $POLICYEVAL_CHECKPOINTS, else ./checkpoints."""
     return Path(configured or os.environ.get(CHECKPOINTS_DIR_ENV) or "checkpoints")
+
+
+def redteam_root(configured: str = "") -> Path:
+    """Red-team findings for the emerging-risk analysis: `configured`, else $POLICYEVAL_REDTEAM_DIR, else ./examples/redteam."""
+    return Path(configured or os.environ.get(REDTEAM_DIR_ENV) or "examples/redteam")
+
+
+def conversations_root(configured: str = "") -> Path:
+    """Deployment conversations for the emerging-risk analysis: `configured`, else $POLICYEVAL_CONVERSATIONS_DIR,
+    else ./examples/deployment."""
+    return Path(configured or os.environ.get(CONVERSATIONS_DIR_ENV) or "examples/deployment")
 
 
 def cache_root(configured: str = "") -> Path:

@@ -70,7 +70,7 @@ def _pack(path: Path):
 
 @click.group()
 def report() -> None:
-    """Safety, comparison, policy-diff, coverage and drift reports (HTML and Markdown)."""
+    """Safety, comparison, policy-diff, coverage, drift and emerging-risk reports (HTML and Markdown)."""
 
 
 @report.command()
@@ -206,3 +206,37 @@ def drift(deployment: Path, baseline: Path, policy: Path | None, checkpoint: str
     result = detect_drift(graded, baseline_grades, bucket, margin, imported.scrubbed)  # type: ignore[arg-type]
     document = drift_document(result, source=str(deployment), lineage=_lineage())
     _write(document, out, markdown)
+
+
+@report.command()
+@click.argument("policy", type=PackPath, metavar="PACK")
+@click.option("--redteam", "redteam_dir", type=click.Path(path_type=Path, file_okay=False), default=None, metavar="DIR",
+              help="A folder of red-team findings (*.jsonl).")
+@click.option("--deployment", "deployment_dir", type=click.Path(path_type=Path, file_okay=False), default=None, metavar="DIR",
+              help="A folder of deployment conversations (*.jsonl, one file per UTC day).")
+@click.option("--drafts", "drafts_dir", type=click.Path(path_type=Path, file_okay=False), required=True, metavar="DIR",
+              help="Where to write one draft category (domain file, status: draft) per cluster.")
+@output_options
+def emerging(policy: Path, redteam_dir: Path | None, deployment_dir: Path | None, drafts_dir: Path, out: Path,
+             markdown: Path | None) -> None:
+    """What no category of PACK covers in red-team findings and deployment conversations: clusters with
+    counts over time and redacted examples, and a draft category per cluster.
+
+    Personal data is scrubbed as the files are read; no model is called.
+    """
+    from ..emerging import analyze, read_deployment, read_redteam
+    from ..reports.emerging import emerging_document
+
+    if redteam_dir is None and deployment_dir is None:
+        raise click.UsageError("give --redteam, --deployment or both")
+    pack = _pack(policy)
+    records = [*(read_redteam(redteam_dir).records if redteam_dir else ()),
+               *(read_deployment(deployment_dir).records if deployment_dir else ())]
+    result = analyze(records, pack, f"{pack.id} {pack.version} ({pack.content_hash[:12]})")
+    drafts_dir.mkdir(parents=True, exist_ok=True)
+    for draft in result.drafts:
+        atomic_write_bytes(drafts_dir / draft.file_name, draft.yaml_text.encode("utf-8"))
+        click.echo(f"wrote {drafts_dir / draft.file_name}", err=True)
+    sources = {name: str(path) for name, path in (("red-team", redteam_dir), ("deployment", deployment_dir)) if path}
+    _write(emerging_document(result, drafts_dir=str(drafts_dir), sources=sources, pack_dir=str(policy), lineage=_lineage()),
+           out, markdown)

@@ -8,7 +8,7 @@ writer fixes them all in one pass.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import ValidationError
 
@@ -65,9 +65,12 @@ def _not_a_mapping(data: Any, lines: dict[FieldPath, int], what: str) -> tuple[i
     return lines.get((), 1), f"{what} must be a YAML mapping, not {kind}"
 
 
-def read_pack(root: str | Path) -> tuple[PolicyPack | None, list[Problem], SourceMap]:
+def read_pack(root: str | Path, extra_domains: Sequence[str | Path] = ()) -> tuple[PolicyPack | None, list[Problem], SourceMap]:
     """Parse a pack directory. Returns the pack (None if its header is unusable), all
-    schema problems, and the source map for later checks."""
+    schema problems, and the source map for later checks.
+
+    `extra_domains` are domain files read as if they were in `domains/`: a proposal (such
+    as the emerging-risk report's draft categories) checked against the pack it extends."""
     root = Path(root)
     sources = SourceMap()
     problems: list[Problem] = []
@@ -98,13 +101,16 @@ def read_pack(root: str | Path) -> tuple[PolicyPack | None, list[Problem], Sourc
     domain_files = sorted((root / DOMAINS_DIR).glob("*.yaml")) + sorted((root / DOMAINS_DIR).glob("*.yml"))
     if not domain_files:
         problems.append(Problem(str(root / DOMAINS_DIR), None, "", "no domain files (domains/*.yaml)"))
-    for path in domain_files:
+    for extra in extra_domains:
+        if not Path(extra).is_file():
+            raise InputError(extra, "no such domain file")
+    for path in [*domain_files, *(Path(extra) for extra in extra_domains)]:
         try:
             data, lines = load_yaml_with_lines(path)
         except InputError as exc:
             problems.append(Problem(exc.path, exc.line, "", exc.message))
             continue
-        key = f"domain:{path.name}"
+        key = f"domain:{path.name}" if path.parent == root / DOMAINS_DIR else f"extra:{path}"
         sources.add(key, str(path), lines)
         shape = _not_a_mapping(data, lines, "a domain file")
         if shape is not None:

@@ -40,6 +40,11 @@ DETECTOR_NAMES: tuple[str, ...] = (
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
 
+# A category's lifecycle: `active` (measured) or `draft` (proposed, e.g. by the
+# emerging-risk report, and validated, but not measured until promoted).
+CategoryStatus = Literal["active", "draft"]
+ACTIVE, DRAFT = "active", "draft"
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -156,6 +161,14 @@ class Category(Strict):
     # A category may lack should-refuse or should-comply material only if it says why.
     no_refuse_material_reason: str | None = None
     no_comply_material_reason: str | None = None
+    # A draft is checked like any category but generates no items and is left out of
+    # coverage, grading guidance and launch thresholds until promoted (`status` removed or
+    # `active`). Left out of the dump when active, so packs without drafts keep their hash.
+    status: CategoryStatus = Field(default=ACTIVE, exclude_if=lambda value: value == ACTIVE)
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == DRAFT
 
 
 class Domain(Strict):
@@ -197,8 +210,13 @@ class PolicyPack(Strict):
     def behaviors(self) -> list[str]:
         return list(self.header.behaviors)
 
-    def categories(self) -> list[tuple[Domain, Category]]:
-        return [(d, c) for d in self.domains for c in d.categories]
+    def categories(self, include_drafts: bool = False) -> list[tuple[Domain, Category]]:
+        """The measured taxonomy: every active category with its domain (drafts too on request)."""
+        return [(d, c) for d in self.domains for c in d.categories if include_drafts or not c.is_draft]
+
+    def drafts(self) -> list[tuple[Domain, Category]]:
+        """Categories proposed but not yet measured (`status: draft`)."""
+        return [(d, c) for d in self.domains for c in d.categories if c.is_draft]
 
     def category(self, category_id: str) -> Category:
         for _, category in self.categories():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import string
 from collections import Counter
 from pathlib import Path
+from typing import Sequence
 
 from ..records import COMPLY, REFUSE
 from .loader import SourceMap, read_pack
@@ -21,9 +22,11 @@ from .registry import check_release
 from .rules import BUILTIN_SIGNALS, RuleSyntaxError, parse_rule, rule_applies
 
 
-def validate_pack(root: str | Path, check_registry: bool = True) -> tuple[PolicyPack | None, list[Problem]]:
-    """All problems of a pack (schema and meaning), sorted by file and line."""
-    pack, problems, sources = read_pack(root)
+def validate_pack(root: str | Path, check_registry: bool = True,
+                  extra_domains: Sequence[str | Path] = ()) -> tuple[PolicyPack | None, list[Problem]]:
+    """All problems of a pack (schema and meaning), sorted by file and line; with
+    `extra_domains`, of the pack those domain files would extend."""
+    pack, problems, sources = read_pack(root, extra_domains)
     if pack is not None:
         problems.extend(check_pack(pack, sources))
         if check_registry:
