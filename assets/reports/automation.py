@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.reports.ambiguity import ambiguity_queue
 from assets.reports.comparison import checkpoint_comparison
 from assets.reports.launch import launch_approval
 from assets.reports.reports import comparison_report, coverage_heatmap, deployment_drift, policy_diff_report, safety_report
@@ -25,8 +26,8 @@ comparison_job = dg.define_asset_job(
 )
 reports_job = dg.define_asset_job(
     "reports_job",
-    selection=dg.AssetSelection.assets(comparison_report, policy_diff_report, coverage_heatmap),
-    description="A policy version's reports: checkpoint comparison, policy diff and coverage heatmap (HTML and Markdown).",
+    selection=dg.AssetSelection.assets(comparison_report, policy_diff_report, coverage_heatmap, ambiguity_queue),
+    description="A policy version's reports: checkpoint comparison, policy diff, coverage heatmap and ambiguity queue (HTML and Markdown).",
 )
 safety_report_job = dg.define_asset_job(
     "safety_report_job",
@@ -51,7 +52,7 @@ drift_schedule = dg.build_schedule_from_partitioned_job(
 
 reports_automation_sensor = dg.AutomationConditionSensorDefinition(
     "reports_automation_sensor",
-    target=dg.AssetSelection.assets(checkpoint_comparison, safety_report, comparison_report, policy_diff_report, coverage_heatmap),
+    target=dg.AssetSelection.assets(checkpoint_comparison, safety_report, comparison_report, policy_diff_report, coverage_heatmap, ambiguity_queue),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     description="Brings the reports and the checkpoint comparison up to date when the grades and metrics they read change.",
