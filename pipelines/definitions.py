@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import evaluation, human_data, reports
-from resources import CampaignStore, CheckpointRegistry, DeploymentLogs, JudgeResource, ParquetIOManager, PolicyRepository, RunSettings
-from resources.environment import CAMPAIGNS, DEPLOYMENT, SNAPSHOTS, cache_root, celery_settings_path, checkpoints_root, data_root, policies_root
+from assets import emerging, evaluation, human_data, reports
+from resources import CampaignStore, CheckpointRegistry, DeploymentLogs, JudgeResource, ParquetIOManager, PolicyRepository, RiskImports, RunSettings
+from resources.environment import CAMPAIGNS, DEPLOYMENT, SNAPSHOTS, cache_root, celery_settings_path, checkpoints_root, conversations_root, data_root, policies_root, redteam_root
 
 from .executors import execution_config, policyeval_executor
 
 
-DOMAINS = (evaluation, human_data, reports)
+DOMAINS = (evaluation, human_data, reports, emerging)
 # The evaluation chain: what `policyeval run` and most tests materialize. It needs the
 # learned grader (`grades` reads it) and ends in the checkpoint comparison.
 ALL_ASSETS = [*evaluation.ASSETS, *human_data.GRADER_ASSETS, *reports.COMPARISON_ASSETS]
@@ -24,9 +24,13 @@ ALL_ASSETS = [*evaluation.ASSETS, *human_data.GRADER_ASSETS, *reports.COMPARISON
 # `deployment_logs`, which definitions for the chain alone may leave out.
 HUMAN_DATA_ASSETS = human_data.CAMPAIGN_ASSETS
 REPORT_ASSETS = reports.REPORT_ASSETS
+# Reads the reports' inputs and every campaign's annotations: needs the human data assets beside it.
+AMBIGUITY_ASSETS = reports.AMBIGUITY_ASSETS
+# The red-team and deployment imports, what no category covers in them, and its report: need `risk_imports`.
+EMERGING_ASSETS = emerging.ASSETS
 ALL_CHECKS = [check for domain in DOMAINS for check in domain.CHECKS]
 
-__all__ = ["ALL_ASSETS", "ALL_CHECKS", "DOMAINS", "HUMAN_DATA_ASSETS", "REPORT_ASSETS", "build_definitions", "defs"]
+__all__ = ["ALL_ASSETS", "ALL_CHECKS", "AMBIGUITY_ASSETS", "DOMAINS", "EMERGING_ASSETS", "HUMAN_DATA_ASSETS", "REPORT_ASSETS", "build_definitions", "defs"]
 
 
 def build_definitions(
@@ -53,7 +57,7 @@ def build_definitions(
     assets = [
         a.map_asset_specs(lambda spec: spec.replace_attributes(code_version=grader_version))
         if isinstance(a, dg.AssetsDefinition) and a.key == dg.AssetKey("grades") else a
-        for a in [*ALL_ASSETS, *HUMAN_DATA_ASSETS, *REPORT_ASSETS]
+        for a in [*ALL_ASSETS, *HUMAN_DATA_ASSETS, *REPORT_ASSETS, *AMBIGUITY_ASSETS, *EMERGING_ASSETS]
     ]
     default_execution = execution_config(executor, celery_settings_path(celery_settings) if executor == "celery" else None)
     return dg.Definitions(
@@ -71,6 +75,8 @@ def build_definitions(
             "judge": judge,
             "campaign_store": CampaignStore(root=str(root / CAMPAIGNS)),
             "deployment_logs": DeploymentLogs(root=str(root / DEPLOYMENT)),
+            # absolute: runs execute in the code location's working directory
+            "risk_imports": RiskImports(redteam_dir=str(redteam_root().absolute()), deployment_dir=str(conversations_root().absolute())),
         },
     )
 

@@ -37,6 +37,7 @@ from policyeval.runs.manifest import manifest_hash
 
 from resources.environment import cache_root, celery_settings_path, checkpoints_root, data_root, policies_root
 
+from assets.emerging import imports_fingerprint, screening_policy
 from assets.evaluation.automation import ENDPOINT_TAG, resources_run_config, vanished_checkpoints
 from .definitions import build_definitions
 from .executors import execution_config
@@ -58,6 +59,7 @@ class PartitionOutcome:
     over_refusal: str = ""
     gate: str = ""  # the launch gate's verdict (policyeval.launch_gate) and what decided it
     gate_failed: bool = False
+    safeguards: str = ""  # a system checkpoint: what its filters blocked
     failed: str = ""
 
 
@@ -70,7 +72,8 @@ def _latest_tags(instance: dg.DagsterInstance, asset: str, partition: str) -> di
 
 # Runs log to the instance (the UI shows them); the terminal gets the summary below.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-CONFIGURED_RESOURCES = ("policy_repository", "checkpoint_registry", "run_settings", "io_manager", "campaign_store", "deployment_logs")
+CONFIGURED_RESOURCES = ("policy_repository", "checkpoint_registry", "run_settings", "io_manager", "campaign_store", "deployment_logs",
+                        "risk_imports")
 # Steps run in this process unless sent to Celery workers: a process per step would cost seconds each.
 EXECUTORS = ("in_process", "celery")
 
@@ -207,12 +210,33 @@ def run(policies_dir: Path | None, checkpoints_dir: Path | None, per_cell: int, 
                 outcome.under_refusal = _headline(metrics_meta, "under_refusal")
                 outcome.harmful_compliance = _headline(metrics_meta, "harmful_compliance")
                 outcome.over_refusal = _headline(metrics_meta, "over_refusal")
+                outcome.safeguards = _safeguards_line(latest_metadata(instance, "grades", str(partition)))
                 outcomes.append(outcome)
             if stale or force or not latest_record(instance, "checkpoint_comparison", key):
                 launcher.run("comparison_job", key, {}, config)
                 launcher.run("reports_job", key, {}, config)
+        _emerging_risks(instance, launcher, config, resources["risk_imports"], force)
 
     _report(outcomes, started, repo)
+
+
+def _emerging_risks(instance: dg.DagsterInstance, launcher: WorkspaceLauncher, config: dict, risk_imports, force: bool) -> None:
+    """The emerging-risk report over the red-team and deployment imports (no model calls), unless
+    neither they nor the policy version they are screened against changed since it was last made."""
+    key = screening_policy(instance, risk_imports)
+    fp = imports_fingerprint(risk_imports, key)
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("emerging_risk_report")), limit=1).records
+    last = instance.get_run_by_id(records[0].run_id) if records else None
+    if not force and last is not None and last.tags.get(FINGERPRINT_TAG) == fp:
+        click.echo("emerging risks: up to date")
+        return
+    result = launcher.run("emerging_risks_job", None, {FINGERPRINT_TAG: fp}, config)
+    if not result.success:
+        raise PolicyevalError(f"emerging risks: {result.failure or 'the run failed'} (run {result.run_id})")
+    record = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("emerging_risk_report")), limit=1).records[0]
+    meta = {k: getattr(v, "value", v) for k, v in record.asset_materialization.metadata.items()}
+    click.echo(f"emerging risks under {key}: {meta.get('candidates')} record(s) outside the taxonomy, {meta.get('clusters')} "
+               f"cluster(s); report {meta.get('html_path')}, draft categories in {meta.get('drafts_dir')}")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -262,6 +286,14 @@ def _headline(metadata: dict, name: str) -> str:
     return f"{rate:.1%} (upper {upper:.1%})"
 
 
+def _safeguards_line(metadata: dict) -> str:
+    """`input filter blocked 3, output filter caught 1` for a system checkpoint's grades; else empty."""
+    if "safeguards" not in metadata:
+        return ""
+    blocked, caught = (int(getattr(metadata.get(f"blocked_by_{side}_filter"), "value", 0) or 0) for side in ("input", "output"))
+    return f"; filters: input blocked {blocked}, output caught {caught} (comparison report: safeguard layers)"
+
+
 def _report(outcomes: list[PartitionOutcome], started: float, repo) -> None:
     calls = sum(o.model_calls for o in outcomes)
     for o in outcomes:
@@ -271,9 +303,9 @@ def _report(outcomes: list[PartitionOutcome], started: float, repo) -> None:
             gate += " (not approved for launch)"
         failed = f", {o.failed}" if o.failed else ""
         click.echo(f"  {o.policy_key} x {o.checkpoint}: {state}{gate}{failed}; under-refusal {o.under_refusal}, "
-                   f"harmful compliance {o.harmful_compliance}, over-refusal {o.over_refusal}")
+                   f"harmful compliance {o.harmful_compliance}, over-refusal {o.over_refusal}{o.safeguards}")
     data_dir = data_root().resolve()
-    click.echo(f"reports: {data_dir / 'reports'} (safety, comparison, policy diff, coverage; HTML and Markdown)")
+    click.echo(f"reports: {data_dir / 'reports'} (safety, comparison, policy diff, coverage, ambiguity queue; HTML and Markdown)")
     click.echo(f"data: {data_dir / 'assets'} (Parquet per asset and partition)")
     click.echo("UI: dagster dev -w workspace.yaml  (runs, lineage, check results)")
     elapsed = time.monotonic() - started

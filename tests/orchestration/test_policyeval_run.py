@@ -134,3 +134,20 @@ def test_an_unreachable_endpoint_fails_the_run_and_keeps_the_measurement(project
     assert "endpoint 127.0.0.1:9/v1: none of the 4 request(s) sent got an answer" in result.output
     assert "1 evaluation run(s) failed" in result.output and "nothing changed" not in result.output
     assert {path: path.read_bytes() for path in stored} == before
+
+
+def test_a_system_checkpoint_costs_no_model_call_and_says_what_its_filters_blocked(project) -> None:
+    """fake-a behind the learned harm classifier: the same requests (answered from the cache),
+    its grades with the filter's verdicts, and the layers in the comparison report."""
+    policyeval_run(project)
+    server = project["server"]
+    calls = server.request_count
+    manifest = (project["checkpoints"] / "fake-a.yaml").read_text()
+    (project["checkpoints"] / "fake-a-guarded.yaml").write_text(
+        manifest.replace("id: fake-a", "id: fake-a-guarded") + "safeguards:\n  output: {classifier: learned, threshold: 0.05}\n")
+    output = policyeval_run(project)
+    assert server.request_count == calls  # only the filter ran
+    line = next(x for x in output.splitlines() if "x fake-a-guarded:" in x)
+    assert "0 model calls" in line and "filters: input blocked 0, output caught" in line
+    reports = sorted((project["data"] / "reports" / "comparison").rglob("*fake-a-guarded.md"))
+    assert reports and "## Safeguard layers" in reports[0].read_text(encoding="utf-8")
