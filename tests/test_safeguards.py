@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from policyeval.errors import InputError
+from policyeval.errors import InputError, PolicyevalError
 from policyeval.generate import generate_eval_set
 from policyeval.graders import grade_responses, make_grader
 from policyeval.policy import load_policy
@@ -213,15 +213,26 @@ def test_a_failing_guard_lets_content_through_unless_the_manifest_fails_closed(d
             assert failures["k"] == failures["n"] == len(items)
 
 
-def test_an_unreachable_guard_is_an_error_verdict_never_safe(demo):
+def test_an_unreachable_guard_fails_and_a_flaky_one_gives_error_verdicts_never_safe(demo, tmp_path):
     pack, items = demo
     categories = {c.id: c for _, c in pack.categories()}
-    graded = grade_responses(responses_of(items[:3], lambda i: HELPFUL), make_grader("learned", pack=pack), pack)
-    safeguards = Safeguards(output=FilterSpec(classifier="guard", base_url="http://127.0.0.1:9/v1", model="g",
-                                              timeout_s=2))
-    system = grade_system(graded, safeguards, system_filters(safeguards), categories)
-    assert (system["output_filter"] == FILTER_ERROR).all()
-    assert system["blocked_by"].isna().all()
+    graded = grade_responses(responses_of(items[:4], lambda i: HELPFUL), make_grader("learned", pack=pack), pack)
+    down = Safeguards(output=FilterSpec(classifier="guard", base_url="http://127.0.0.1:9/v1", model="g", timeout_s=2))
+    with pytest.raises(PolicyevalError, match=r"output filter guard:g: endpoint 127\.0\.0\.1:9/v1: none of the 4"):
+        grade_system(graded, down, system_filters(down), categories)
+
+    def flaky(request: dict, index: int):
+        return Reply(status=500, body={"error": "overloaded"}) if "Agent:" in request["messages"][0]["content"] and \
+            items[0].prompt_text[:30] in request["messages"][0]["content"] else "safe"
+
+    with FakeOpenAIServer(flaky) as server:
+        spec = Safeguards(output=FilterSpec(classifier="guard", base_url=server.base_url, model="g"))
+        filters = system_filters(spec, cache=ResponseCache(tmp_path / "cache"))
+        filters["output"].manifest = filters["output"].manifest.model_copy(update={"max_retries": 0})
+        system = grade_system(graded, spec, filters, categories)
+    first = system["item_id"] == items[0].item_id
+    assert (system.loc[first, "output_filter"] == FILTER_ERROR).all() and system.loc[first, "blocked_by"].isna().all()
+    assert (system.loc[~first, "output_filter"] == PASSED).all()
 
 
 def test_the_learned_output_filter_flags_at_its_threshold_and_harm_stops_at_the_filter(demo):

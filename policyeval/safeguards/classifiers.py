@@ -4,7 +4,8 @@
 conversation so far, the text under test (the user's turn for an input filter, the
 response for an output filter) and the item's category, whose policy text a guard
 model is given. Guard requests go through the same runner as model requests: cached
-by content (a re-run asks nothing twice), retried, limited per endpoint, errors as rows.
+by content (a re-run asks nothing twice), retried, limited per endpoint, errors as rows;
+a guard that answered none of them fails the step, as an unreachable model does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..policy.model import Category
 from ..records import ERROR, UNPARSEABLE, EvalItem, content_hash, last_user_text
 from ..runs.cache import ResponseCache
 from ..runs.manifest import CheckpointManifest
+from ..runs.reachability import unreachable
 from .guard_formats import FILTER_ERROR, FILTER_UNPARSEABLE, FLAGGED, PASSED, FilterVerdict, guard_messages, parse_guard_reply
 from .spec import GUARD, INPUT, JUDGE, LEARNED, FilterSpec
 
@@ -126,6 +128,9 @@ class GuardModelFilter:
             for case in cases
         ]
         rows = run_checkpoint(items, self.manifest, self.cache, self.progress, base_url=self.base_url) if items else []
+        broken = unreachable(rows, self.manifest.endpoint)
+        if broken:  # nothing was classified: a system measured with a dead filter is not a measurement
+            raise PolicyevalError(f"{self.side} filter {self.id}: {broken}")
         verdicts = []
         for row in rows:
             if row.get("status") != "ok":
