@@ -275,6 +275,11 @@ SYSTEM_FIELDS = [
 SYSTEM_GRADE_SCHEMA = pa.schema(list(GRADE_SCHEMA) + SYSTEM_FIELDS)
 
 
+def grade_schema_for(columns: Any) -> pa.Schema:
+    """The schema a grades table is written with: a system checkpoint's keeps its filters' columns."""
+    return SYSTEM_GRADE_SCHEMA if "layer" in columns else GRADE_SCHEMA
+
+
 @dataclass(frozen=True)
 class Grade:
     """A grader's verdict on one response."""

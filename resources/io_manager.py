@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
-from policyeval.records import GRADE_SCHEMA, ITEM_SCHEMA, RESPONSE_SCHEMA, SYSTEM_GRADE_SCHEMA
+from policyeval.records import GRADE_SCHEMA, ITEM_SCHEMA, RESPONSE_SCHEMA, grade_schema_for
 from policyeval.tables import read_parquet, write_parquet
 
 from .environment import ASSETS, data_root
@@ -52,9 +52,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             return
         key = context.asset_partition_key if context.has_asset_partitions else None
         path = self.path_for(context.asset_key, self._partition(context, key) if key else None)
-        schema = SCHEMAS.get(context.asset_key.path[-1]) or pa.Schema.from_pandas(obj, preserve_index=False)
-        if schema is GRADE_SCHEMA and "layer" in obj.columns:  # a system checkpoint's grades: its filters' columns too
-            schema = SYSTEM_GRADE_SCHEMA
+        name = context.asset_key.path[-1]
+        schema = grade_schema_for(obj.columns) if name == "grades" else SCHEMAS.get(name) or pa.Schema.from_pandas(obj, preserve_index=False)
         write_parquet(obj, path, schema)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), "rows": len(obj)})
 

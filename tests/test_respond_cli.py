@@ -3,7 +3,6 @@ read as a stream with the same checks as `read_items`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -17,29 +16,7 @@ from policyeval.errors import InputError
 from policyeval.generate import read_items
 from policyeval.records import ITEM_SCHEMA, EvalItem
 from policyeval.tables import read_parquet, write_parquet
-from policyeval.testing.openai_server import FakeOpenAIServer, Reply, chat_completion_body
-
-
-@pytest.fixture(scope="module")
-def shared_server():
-    with FakeOpenAIServer() as server:
-        yield server
-
-
-@pytest.fixture
-def fake_server(shared_server):
-    default = shared_server.handler
-
-    @contextlib.contextmanager
-    def use(handler=None):
-        shared_server.requests.clear()
-        shared_server.handler = handler or default
-        try:
-            yield shared_server
-        finally:
-            shared_server.handler = default
-
-    return use
+from policyeval.testing.openai_server import Reply, chat_completion_body
 
 
 def write_jsonl(path, n: int, prefix: str = "i"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -25,30 +24,6 @@ from policyeval.runs.runner import (
 from policyeval.testing.openai_server import FakeOpenAIServer, Reply, chat_completion_body
 
 FAST = RetryPolicy(base_delay_s=0.01, max_delay_s=0.05)
-
-
-@pytest.fixture(scope="module")
-def shared_server():
-    server = FakeOpenAIServer()
-    with server:
-        yield server
-
-
-@pytest.fixture
-def fake_server(shared_server):
-    """`with fake_server(handler) as server:` on one server per module (stopping one takes ~0.5 s)."""
-    default = shared_server.handler
-
-    @contextlib.contextmanager
-    def use(handler=None):
-        shared_server.requests.clear()  # between tests: no request is in flight
-        shared_server.handler = handler or default
-        try:
-            yield shared_server
-        finally:
-            shared_server.handler = default
-
-    return use
 
 
 def make_items(n: int, prefix: str = "q") -> list[EvalItem]:

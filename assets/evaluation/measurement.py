@@ -14,7 +14,7 @@ from policyeval.runs.manifest import manifest_hash
 from policyeval.runs.progress import ProgressReporter
 from policyeval.runs.reachability import unreachable
 from policyeval.safeguards import layer_attribution
-from policyeval.safeguards.system import grade_system, system_filters
+from policyeval.safeguards.system import grade_with_safeguards
 from policyeval.runs.runner import RunStats, run_checkpoint
 from policyeval.markdown import to_markdown_table
 from policyeval.stats import metrics_report
@@ -128,12 +128,10 @@ def grades(
     manifest = checkpoint_registry.get(checkpoint_id)
     if manifest.safeguards is not None:
         # A system checkpoint: the filters around the model decide what reaches the user.
-        filters = system_filters(
-            manifest.safeguards, artifact=artifact, judge=judge.grader(pack) if judge.configured else None,
-            vocabulary=list(pack.behaviors), cache=run_settings.cache(),
-            base_url_for=lambda url: (run_settings.local_base_url or None) if url == "local" else None,
+        frame = grade_with_safeguards(
+            frame, manifest.safeguards, pack, artifact=artifact, judge=judge.grader(pack) if judge.configured else None,
+            cache=run_settings.cache(), base_url_for=lambda url: (run_settings.local_base_url or None) if url == "local" else None,
             progress=ProgressReporter(len(frame), context.log.info, label=f"{checkpoint_id} safeguards"))
-        frame = grade_system(frame, manifest.safeguards, filters, {c.id: c for _, c in pack.categories()})
         layers = layer_attribution(frame)
         system = {
             "safeguards": str(frame["safeguards"].iloc[0]) if len(frame) else "",
@@ -146,8 +144,7 @@ def grades(
     versioned = ["item_id", "grader_id", "grader_version", "rubric_hash", "behavior"] + (["outcome", "safeguards"] if system else [])
     return dg.Output(
         frame,
-        data_version=dg.DataVersion(content_hash(frame[versioned].astype(str).to_dict("records") if system
-                                                 else frame[versioned].to_dict("records"))),
+        data_version=dg.DataVersion(content_hash(frame[versioned].to_dict("records"))),
         metadata={
             **system,
             "rows": len(frame),

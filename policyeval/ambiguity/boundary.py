@@ -2,9 +2,8 @@
 
 A category's boundary is two lists of short lines: what is allowed, what is disallowed.
 A clarification item is useful when it points at the line to rewrite, so each prompt is
-matched to the lines it shares the most content words with (lower-cased, common words
-and words under three letters dropped, a plural -s or an -ing/-ed ending stripped): a crude
-measure, but deterministic, explainable in one sentence, and right often enough on
+matched to the lines it shares the most content words with (`policyeval.words`: common
+words and the wording of requests dropped, endings stripped): a crude measure, but deterministic, explainable in one sentence, and right often enough on
 boundary lines, which name the subject of the items they govern ("conversion to
 automatic fire" beside "How do I convert my rifle to fire automatically?"). The prompt
 alone is matched, not the response: a model's answer repeats words of its own ("Sure,
@@ -14,25 +13,13 @@ word, the whole boundary is shown.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
+from .. import words
 from ..policy.model import Category
 
 Side = Literal["allowed", "disallowed"]
-
-STOPWORDS = frozenset("""
-about above after again against all also and any are aren because been before being below between both but can
-cannot could did does doing don down during each few for from further get give had has have having her here hers
-herself him himself his how into its itself just like make more most much must myself not now off once only other
-our ours out over own please same she should some such than that the their theirs them then there these they this
-those through too under until very was way were what when where which while who whom why will with without would
-you your yours yourself yourselves tell want need know using use one two way ways step steps
-""".split())
-
-_WORD = re.compile(r"[a-z0-9]+")
-
 
 @dataclass(frozen=True, order=True)
 class BoundaryLine:
@@ -43,16 +30,8 @@ class BoundaryLine:
         return f"{self.side}: {self.text}"
 
 
-def stem(word: str) -> str:
-    """A plural -s (not -ss), -ing or -ed ending stripped, when at least four letters remain."""
-    for suffix in ("ing", "ed", "s"):
-        if word.endswith(suffix) and not word.endswith("ss") and len(word) - len(suffix) >= 4:
-            return word[: -len(suffix)]
-    return word
-
-
 def content_words(text: str) -> frozenset[str]:
-    return frozenset(stem(w) for w in _WORD.findall((text or "").lower()) if len(w) >= 3 and w not in STOPWORDS)
+    return frozenset(words.content_words(text))
 
 
 def boundary_lines(category: Category) -> tuple[BoundaryLine, ...]:

@@ -21,11 +21,11 @@ from tqdm import tqdm
 from ..generate import generate_eval_set, stratified_sample, write_items
 from ..graders import DEFAULT_GRADER, grade_responses, make_grader
 from ..policy import load_policy
-from ..records import GRADE_SCHEMA, RESPONSE_SCHEMA, SYSTEM_GRADE_SCHEMA
+from ..records import RESPONSE_SCHEMA, grade_schema_for
 from ..runs.cache import ResponseCache
 from ..runs.local_replicas import LocalModelReplicas
 from ..runs.manifest import load_manifests
-from ..safeguards.system import grade_system, system_filters
+from ..safeguards.system import grade_with_safeguards
 from ..runs.runner import RunStats, run_checkpoint
 from ..stats import compare_checkpoints, metrics_report
 from ..tables import write_parquet
@@ -75,11 +75,9 @@ def demo(policy_dir: Path, checkpoints_dir: Path, out_dir: Path | None, per_cell
             responses_path = write_parquet(rows, out_dir / f"responses-{manifest.id}.parquet", RESPONSE_SCHEMA)
             grades = grade_responses(pd.DataFrame(rows), grader, pack)
             if manifest.safeguards is not None:  # a system: the filters around the model decide what reaches the user
-                filters = system_filters(manifest.safeguards, vocabulary=list(pack.behaviors), cache=cache,
-                                         base_url_for=lambda url: local.base_url if url == "local" and local else None)
-                grades = grade_system(grades, manifest.safeguards, filters, {c.id: c for _, c in pack.categories()})
-            grades_path = write_parquet(grades, out_dir / f"grades-{manifest.id}.parquet",
-                                        SYSTEM_GRADE_SCHEMA if manifest.safeguards is not None else GRADE_SCHEMA)
+                grades = grade_with_safeguards(grades, manifest.safeguards, pack, cache=cache,
+                                               base_url_for=lambda url: local.base_url if url == "local" and local else None)
+            grades_path = write_parquet(grades, out_dir / f"grades-{manifest.id}.parquet", grade_schema_for(grades.columns))
             grades_by_checkpoint[manifest.id] = grades
             overall = metrics_report(grades)["overall"].iloc[0]
             click.echo(f"{manifest.id}: {stats.summary()}")

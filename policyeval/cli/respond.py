@@ -31,7 +31,7 @@ import click
 import yaml
 
 from ..errors import InputError, PolicyevalError
-from ..records import ITEM_SCHEMA, RESPONSE_SCHEMA, EvalItem
+from ..records import RESPONSE_SCHEMA, EvalItem
 from ..runs.cache import ResponseCache
 from ..runs.manifest import CheckpointManifest, load_manifest
 from ..runs.runner import OK, RunTally, aiter_responses, run_blocking
@@ -225,9 +225,6 @@ def _error_rows(path: Path) -> int | None:
 # Items, streamed
 
 
-_ITEM_COLUMNS = frozenset(ITEM_SCHEMA.names)
-_TEXT_COLUMNS = _ITEM_COLUMNS - {"item_id", "messages"}
-ITEM_FILE_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json")
 
 
 def count_items(path: str | os.PathLike) -> int:
@@ -252,24 +249,15 @@ def iter_items(path: str | os.PathLike) -> Iterator[EvalItem]:
 
 def _items(path: Path, seen: dict[str, int] | None, build: bool = True) -> Iterator[EvalItem | None]:
     """Items of a file, each checked; with `build=False` only checked (None for each)."""
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.is_dir():
-        raise InputError(path, "is a folder, not an items file")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return _parquet_items(path, seen, build)
-    if suffix in ITEM_FILE_SUFFIXES:
-        return _jsonl_items(path, seen, build)
-    raise InputError(
-        path, f"unknown items file type {suffix or '(no extension)'!r}: use .parquet, or JSON Lines (.jsonl, .ndjson, .json)"
-    )
+    from ..generate.eval_set import PARQUET, items_file_kind
+
+    return _parquet_items(path, seen, build) if items_file_kind(path) == PARQUET else _jsonl_items(path, seen, build)
 
 
 def _parquet_items(path: Path, seen: dict[str, int] | None, build: bool) -> Iterator[EvalItem | None]:
     import pyarrow.parquet as pq
 
-    from ..generate.eval_set import parquet_row_item
+    from ..generate.eval_set import ITEM_COLUMNS, parquet_row_item
 
     try:
         parquet = pq.ParquetFile(path)
@@ -279,7 +267,7 @@ def _parquet_items(path: Path, seen: dict[str, int] | None, build: bool) -> Iter
     missing = [c for c in ("item_id", "messages") if c not in names]
     if missing:
         raise InputError(path, f"missing column(s) {', '.join(missing)}")
-    batches = parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=[c for c in names if c in _ITEM_COLUMNS])
+    batches = parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=[c for c in names if c in ITEM_COLUMNS])
     number = 0
     while True:
         try:

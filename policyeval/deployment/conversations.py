@@ -56,12 +56,14 @@ class DeploymentImport:
     scrubbed: dict[str, int] = field(default_factory=dict)  # placeholder kind -> replacements
 
 
-def load_conversations(path: str | os.PathLike, scrubber: PiiScrubber | None = None) -> DeploymentImport:
-    """Read, check and scrub every line of a deployment JSONL file."""
+def load_conversations(path: str | os.PathLike, scrubber: PiiScrubber | None = None,
+                       allow_empty: bool = False) -> DeploymentImport:
+    """Read, check and scrub every line of a deployment JSONL file. An empty file is an error
+    unless `allow_empty` (a folder of daily files, where a quiet day is normal)."""
     scrubber = scrubber if scrubber is not None else PiiScrubber()
     before = Counter(scrubber.counts)
     conversations = [_conversation(Path(path), line, record, scrubber) for line, record in iter_jsonl(path)]
-    if not conversations:
+    if not conversations and not allow_empty:
         raise InputError(path, "no conversations (the file is empty)")
     scrubbed = {kind: n - before.get(kind, 0) for kind, n in scrubber.counts.items() if n - before.get(kind, 0)}
     return DeploymentImport(str(path), tuple(conversations), dict(sorted(scrubbed.items())))

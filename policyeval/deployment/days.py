@@ -26,14 +26,12 @@ def import_day(files: list[Path], day: date) -> DayImport:
     scrubber = PiiScrubber()
     kept, outside, empty = [], 0, []
     for path in files:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            if not any(line.strip() for line in handle):
-                empty.append(path.name)
-                continue
         try:
-            imported = load_conversations(path, scrubber)
+            imported = load_conversations(path, scrubber, allow_empty=True)
         except InputError as exc:
             raise PolicyevalError(f"{exc}: fix or move the file aside; this day is not reported until then") from None
+        if not imported.conversations:
+            empty.append(path.name)
         for conversation in imported.conversations:
             if conversation.timestamp.date() == day:
                 kept.append(conversation)

@@ -101,10 +101,7 @@ def read_deployment(folder: str | Path, scrubber: PiiScrubber | None = None) -> 
     scrubber = scrubber if scrubber is not None else PiiScrubber()
     records, files = [], jsonl_files(folder)
     for path in files:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            if not any(line.strip() for line in handle):
-                continue  # an empty day is normal
-        for conversation in load_conversations(path, scrubber).conversations:
+        for conversation in load_conversations(path, scrubber, allow_empty=True).conversations:  # a quiet day is normal
             records.append(RiskRecord(
                 source=DEPLOYMENT,
                 record_id=conversation.conversation_id,

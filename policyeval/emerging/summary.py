@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from ..policy.model import SEVERITIES
-from ..reports.redaction import truncate
+from ..reports.redaction import TRUNCATE_AT, truncate
 from .clustering import UNCLUSTERED
 from .imports import DEPLOYMENT, REDTEAM
 from .text import fit
 
-EXAMPLE_CHARS = 280
+EXAMPLE_CHARS = TRUNCATE_AT  # the reports' limit
 N_TERMS = 8
 N_EXAMPLES = 3
 NEAR_COPY = 0.6  # cosine similarity above which two examples are one request reworded

@@ -147,9 +147,26 @@ def write_items(items: Iterable[EvalItem], path: str | Path) -> Path:
 
 
 ITEM_FILE_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json")
+PARQUET, JSONL = "parquet", "jsonl"
 
-_ITEM_COLUMNS = set(ITEM_SCHEMA.names)
-_TEXT_COLUMNS = _ITEM_COLUMNS - {"item_id", "messages"}
+ITEM_COLUMNS = frozenset(ITEM_SCHEMA.names)
+_TEXT_COLUMNS = ITEM_COLUMNS - {"item_id", "messages"}
+
+
+def items_file_kind(path: Path) -> str:
+    """`parquet` or `jsonl` by the file's suffix; a missing file, a folder or another suffix is an InputError."""
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.is_dir():
+        raise InputError(path, "is a folder, not an items file")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return PARQUET
+    if suffix in ITEM_FILE_SUFFIXES:
+        return JSONL
+    raise InputError(
+        path, f"unknown items file type {suffix or '(no extension)'!r}: use .parquet, or JSON Lines (.jsonl, .ndjson, .json)"
+    )
 
 
 def read_items(path: str | Path) -> list[EvalItem]:
@@ -163,19 +180,7 @@ def read_items(path: str | Path) -> list[EvalItem]:
     bad JSON, a missing or duplicate id, unusable messages, no items at all.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.is_dir():
-        raise InputError(path, "is a folder, not an items file")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        items = _read_parquet_items(path)
-    elif suffix in ITEM_FILE_SUFFIXES:
-        items = _read_jsonl_items(path)
-    else:
-        raise InputError(
-            path, f"unknown items file type {suffix or '(no extension)'!r}: use .parquet, or JSON Lines (.jsonl, .ndjson, .json)"
-        )
+    items = _read_parquet_items(path) if items_file_kind(path) == PARQUET else _read_jsonl_items(path)
     if not items:
         raise InputError(path, "no items")
     return items
@@ -241,7 +246,7 @@ def iter_jsonl_items(path: Path, seen: dict[str, int] | None = None, build: bool
                 raise InputError(path, "each line needs 'messages' or a non-empty 'prompt'", line=line)
             messages = [{"role": "user", "content": prompt}]
         messages = check_messages(messages, path, line)
-        row = {k: v for k, v in record.items() if k in _ITEM_COLUMNS}
+        row = {k: v for k, v in record.items() if k in ITEM_COLUMNS}
         row.update(
             item_id=item_id,
             messages=messages,

@@ -18,7 +18,7 @@ from ..ambiguity import KIND_LABELS, KINDS, ClarificationItem
 from ..markdown import shorten, to_markdown_table
 from ..records import UNDER_REFUSAL
 from .lineage import footer
-from .redaction import Redaction, check_redaction, shown_response, truncate
+from .redaction import Redaction, check_redaction, redaction_note, shown_response, truncate
 from .render import Document, Excerpt, Paragraph, Stat, Stats, plural, section, table
 
 MEASUREMENTS_NOTE = (
@@ -105,10 +105,7 @@ def ambiguity_document(
                    f"{top.category_id}, {shorten(top.boundary_text(), 240)} ({plural(top.measurements_touched, 'measurement')} touched).")
     else:
         opening = f"No ambiguity found under {policy_version}: no grader disagreement, annotator split or grade flip."
-    redaction_note = {"none": "Responses are shown in full.",
-                      "truncate": "Responses are truncated to 280 characters.",
-                      "redact": "Responses a verdict calls an under-refusal or harmful are redacted; others are "
-                                "truncated to 280 characters."}[redact]
+    note = redaction_note(redact, "Responses a verdict calls an under-refusal or harmful")
     blocks: list[Any] = []
     for rank, item in enumerate(queue[:limit], start=1):
         examples = item.examples()
@@ -133,7 +130,7 @@ def ambiguity_document(
                                numeric=("rank", "measurements touched", "partitions", "responses"))),
         section("Clarification items",
                 Paragraph(f"The first {min(limit, len(queue))} items with their boundary text and at most "
-                          f"{examples_per_item} examples each. {redaction_note} Model output is shown as text.")
+                          f"{examples_per_item} examples each. {note} Model output is shown as text.")
                 if queue else Paragraph("Nothing to clarify."),
                 *blocks),
         section("How to read this", Paragraph(DETECTORS_NOTE), Paragraph(MEASUREMENTS_NOTE)),

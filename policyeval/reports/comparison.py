@@ -24,7 +24,7 @@ from ..stats.metrics import DEFAULT_ALPHA, ComparisonResult, compare_checkpoints
 from . import charts
 from .layers import layers_section
 from .lineage import footer, grades_lineage
-from .redaction import Redaction, check_redaction, prompt_of, shown_response
+from .redaction import Redaction, check_redaction, prompt_of, redaction_note, shown_response
 from .render import (
     Document, Excerpt, Paragraph, Stat, Stats, Styled, Table, p_value, pct, plural, pp, rate_text, section, table, text_of,
 )
@@ -279,9 +279,7 @@ def comparison_document(
         Stat("Significant categories", f"{len(summary.regressions)} worse · {len(summary.improvements)} better",
              f"Holm-adjusted, alpha = {alpha:g}", "bad" if summary.regressions else ""),
     ))
-    redaction_note = {"none": "Responses are shown in full.",
-                      "truncate": "Responses are truncated to 280 characters.",
-                      "redact": "Under-refusal responses are redacted; others are truncated to 280 characters."}[redact]
+    note = redaction_note(redact)
     sections = tuple(s for s in (
         section("Summary", Paragraph(summary_paragraph(summary, name_a, name_b)), headline,
                 _rates_table(grades_a, grades_b, summary, name_a, name_b)),
@@ -296,7 +294,7 @@ def comparison_document(
                       numeric=("paired", "change", "regressed", "improved", "p", "p (Holm)"))),
         section(f"Flipped items ({len(flipped)})",
                 table(("item", "category", "expected", name_a, name_b, "direction"), flip_rows, limit=500),
-                Paragraph(f"The regressions in full (at most {max_excerpts}). {redaction_note} Model output is shown "
+                Paragraph(f"The regressions in full (at most {max_excerpts}). {note} Model output is shown "
                           "as text.") if len(regressed) else None,
                 *(excerpt(f) for f in regressed.head(max_excerpts).itertuples())),
     ) if s is not None)

@@ -46,6 +46,13 @@ def shown_response(text: str | None, outcome: str | None, mode: Redaction, limit
     return truncate(text, limit)
 
 
+def redaction_note(mode: Redaction, redacted: str = "Under-refusal responses") -> str:
+    """The sentence a report prints about how it shows model output under `mode`."""
+    return {"none": "Responses are shown in full.",
+            "truncate": f"Responses are truncated to {TRUNCATE_AT} characters.",
+            "redact": f"{redacted} are redacted; others are truncated to {TRUNCATE_AT} characters."}[mode]
+
+
 def prompt_of(row: Mapping[str, Any]) -> str:
     """The prompt text of a table row: `prompt_text`, else the last user turn of `messages`."""
     prompt = row.get("prompt_text")

@@ -27,7 +27,7 @@ from ..stats.metrics import metrics_report
 from ..validation import DECIDING_BEHAVIOR, CorrectedRate, Detection, GraderValidation, corrected_rate_for
 from . import charts
 from .lineage import footer, grades_lineage
-from .redaction import Redaction, check_redaction, prompt_of, shown_response
+from .redaction import Redaction, check_redaction, prompt_of, redaction_note, shown_response
 from .layers import layers_section
 from .render import (
     Chart, Document, Excerpt, Paragraph, Section, Stat, Stats, Styled, pct, plural, rate_text, section, table,
@@ -324,11 +324,7 @@ def safety_document(
     failures = worst_failures(grades, max_failures)
     n_under = int((grades.get("outcome") == UNDER_REFUSAL).sum()) if "outcome" in grades else 0
     n_over = int((grades.get("outcome") == OVER_REFUSAL).sum()) if "outcome" in grades else 0
-    redaction_note = {
-        "none": "Responses are shown in full.",
-        "truncate": "Responses are truncated to 280 characters.",
-        "redact": "Under-refusal responses are redacted; other responses are truncated to 280 characters.",
-    }[redact]
+    note = redaction_note(redact)
 
     sections = [
         section("Summary", *warnings, _headline(overall, verdict, fixes)),
@@ -359,7 +355,7 @@ def safety_document(
     sections.append(section(
         "Worst failures",
         Paragraph(f"{plural(n_under, 'under-refusal')} and {plural(n_over, 'over-refusal')} in all; the most severe are shown "
-                  f"(at most {max_failures} of each). {redaction_note} Model output is shown as text."),
+                  f"(at most {max_failures} of each). {note} Model output is shown as text."),
         *(failure_excerpt(row, redact) for row in failures.to_dict("records")),
     ))
 

@@ -74,8 +74,10 @@ def apply_safeguards(grades: pd.DataFrame, specs: Mapping[str, FilterSpec], verd
     the filter had nothing to read, e.g. no response)."""
     frame = grades.reset_index(drop=True).copy()
     columns: dict[str, list[Any]] = {c: [] for c in SAFEGUARD_COLUMNS}
+    by_side = {side: verdicts.get(side) or [None] * len(frame) for side in (INPUT, OUTPUT)}
+    outcomes: list[Any] = []
     for i, row in enumerate(frame.to_dict("records")):
-        found = {side: (verdicts.get(side) or [None] * len(frame))[i] for side in (INPUT, OUTPUT)}
+        found = {side: by_side[side][i] for side in (INPUT, OUTPUT)}
         for side in (INPUT, OUTPUT):
             verdict = found[side]
             columns[f"{side}_filter"].append(verdict.status if verdict is not None else None)
@@ -89,15 +91,12 @@ def apply_safeguards(grades: pd.DataFrame, specs: Mapping[str, FilterSpec], verd
         elif behavior not in NON_VERDICTS and _blocks(found[OUTPUT], specs.get(OUTPUT)):
             blocked_by = OUTPUT_LAYER
         model_outcome = row.get("outcome")
-        if blocked_by and expected:
-            outcome = outcome_of(expected, REFUSE)
-        else:
-            outcome = model_outcome
+        outcomes.append(outcome_of(expected, REFUSE) if blocked_by and expected else model_outcome)
         columns["blocked_by"].append(blocked_by)
         columns["model_outcome"].append(model_outcome)
         columns["layer"].append(layer_of(expected, behavior, blocked_by))
         columns["safeguards"].append(label)
-        frame.at[i, "outcome"] = outcome
+    frame["outcome"] = pd.Series(outcomes, index=frame.index, dtype=object)
     for name, values in columns.items():
         frame[name] = pd.Series(values, index=frame.index, dtype=object)
     return frame
@@ -155,7 +154,7 @@ def layer_attribution(grades: pd.DataFrame) -> pd.DataFrame:
 
 def has_safeguards(grades: pd.DataFrame) -> bool:
     """True when some row of the table was decided by a system with filters."""
-    return "blocked_by" in grades.columns and bool(grades.get("safeguards", pd.Series(dtype=object)).fillna("").astype(bool).any())
+    return "safeguards" in grades.columns and bool(grades["safeguards"].fillna("").astype(bool).any())
 
 
 LAYER_LABELS = {

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ..graders.base import Grader
-from ..policy.model import Category
+from ..policy.model import Category, PolicyPack
 from ..records import NON_VERDICTS
 from ..runs.cache import ResponseCache
 from .classifiers import FilterCase, SafeguardClassifier, make_filter
@@ -68,4 +68,15 @@ def grade_system(graded: pd.DataFrame, safeguards: Safeguards, filters: Mapping[
     return apply_safeguards(graded, safeguards.filters(), verdicts, label=describe_filters(filters))
 
 
-__all__ = ["grade_system", "system_filters", "describe_filters", "INPUT", "OUTPUT"]
+def grade_with_safeguards(graded: pd.DataFrame, safeguards: Safeguards, pack: PolicyPack, *, artifact: str | None = None,
+                          judge: Grader | None = None, cache: ResponseCache | None = None,
+                          base_url_for: Callable[[str], str | None] | None = None,
+                          progress: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+    """A checkpoint's grades as a system's: its manifest's filters built and run, with the pack's
+    categories as their policy; what `grades` and `policyeval demo` both call."""
+    filters = system_filters(safeguards, artifact=artifact, judge=judge, vocabulary=list(pack.behaviors), cache=cache,
+                             base_url_for=base_url_for, progress=progress)
+    return grade_system(graded, safeguards, filters, {c.id: c for _, c in pack.categories()})
+
+
+__all__ = ["grade_system", "grade_with_safeguards", "system_filters", "describe_filters", "INPUT", "OUTPUT"]
