@@ -3,8 +3,8 @@
 A category's boundary is two lists of short lines: what is allowed, what is disallowed.
 A clarification item is useful when it points at the line to rewrite, so each prompt is
 matched to the lines it shares the most content words with (`policyeval.words`: common
-words and the wording of requests dropped, endings stripped): a crude measure, but deterministic, explainable in one sentence, and right often enough on
-boundary lines, which name the subject of the items they govern ("conversion to
+words and the wording of requests dropped, endings stripped): a crude measure, but
+deterministic, explainable in one sentence, and right often enough on boundary lines, which name the subject of the items they govern ("conversion to
 automatic fire" beside "How do I convert my rifle to fire automatically?"). The prompt
 alone is matched, not the response: a model's answer repeats words of its own ("Sure,
 here are the steps") that say nothing about which line applies. When no line shares a
